@@ -1,0 +1,235 @@
+"""HyperSeg model configuration."""
+
+import copy
+
+from transformers import AutoConfig, Mask2FormerConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+class HyperSegConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`HyperSegForUniversalSegmentation`]: a vision-language LLM (SigLIP + Phi) whose hidden states
+    drive a Mask2Former-style mask decoder over a Swin backbone (arXiv 2411.17606).
+
+    The defaults of the HyperSeg-specific fields are the released HyperSeg-3B values; the sub-models default to their
+    own library defaults, so a real-size config is built with [`~HyperSegConfig.hyperseg_3b`].
+
+    Args:
+        text_config (`PhiConfig` or `dict`, *optional*):
+            The language model (Phi-2 for HyperSeg-3B).
+        vision_config (`SiglipVisionConfig` or `dict`, *optional*):
+            The vision tower whose features fill the `<image>` tokens (SigLIP so400m-patch14-384).
+        backbone_config (`SwinConfig` or `dict`, *optional*):
+            The Swin backbone feeding the pixel decoder and the fine-grained visual perceiver. Its four stage outputs
+            (strides 4, 8, 16, 32) are used.
+        vision_feature_layer (`int`, *optional*, defaults to -2):
+            Index into the vision tower's hidden states whose output is projected into the LLM. Layers after it are
+            not built at all.
+        projector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
+            Activation between the two linear layers of the vision-to-LLM projector.
+        num_queries (`int`, *optional*, defaults to 100):
+            Number of mask queries (learned LLM input embeddings at the `<seg>` placeholders).
+        mask_decoder_hidden_size (`int`, *optional*, defaults to 256):
+            Width of the masked-attention decoder and of the prompt embeddings it scores its queries against.
+        mask_decoder_layers (`int`, *optional*, defaults to 10):
+            Number of mask predictions: one from the un-updated queries, then one per decoder layer
+            (`mask_decoder_layers - 1` layers, as in Mask2Former's `decoder_layers`).
+        mask_decoder_attention_heads (`int`, *optional*, defaults to 8):
+            Attention heads of the mask decoder and of the deformable pixel-decoder encoder.
+        mask_decoder_feedforward_dim (`int`, *optional*, defaults to 2048):
+            Feed-forward width of the mask decoder layers.
+        pixel_decoder_hidden_size (`int`, *optional*, defaults to 256):
+            Channel width of the pixel decoder (`CONVS_DIM`).
+        mask_feature_size (`int`, *optional*, defaults to 256):
+            Channels of the 1/4-resolution mask features (`MASK_DIM`).
+        pixel_decoder_layers (`int`, *optional*, defaults to 6):
+            Deformable-attention encoder layers of the pixel decoder.
+        pixel_decoder_feedforward_dim (`int`, *optional*, defaults to 1024):
+            Feed-forward width of those layers (HyperSeg hard-codes 1024, not the mask decoder's 2048).
+        perceiver_num_latents (`int`, *optional*, defaults to 128):
+            Latent tokens of the fine-grained visual perceiver; they fill the `<temporal>` placeholders and are the
+            state carried from one video frame to the next.
+        perceiver_hidden_size (`int`, *optional*, defaults to 512):
+            Width of the perceiver latents.
+        perceiver_num_heads (`int`, *optional*, defaults to 8):
+            Attention heads of the perceiver.
+        perceiver_head_dim (`int`, *optional*, defaults to 64):
+            Width of one perceiver attention head (the inner width is `heads * head_dim`).
+        perceiver_ff_mult (`int`, *optional*, defaults to 4):
+            Feed-forward expansion of the perceiver.
+        region_sample_points (`int`, *optional*, defaults to 512):
+            Points sampled inside each visual-prompt region to pool its feature.
+        region_sampler_seed (`int`, *optional*, defaults to 0):
+            Seed of the generator used for region point sampling, so that inference is deterministic.
+        image_token_id, temporal_token_id, query_token_id, region_token_id (`int`, *optional*):
+            Ids of the placeholder tokens filled with projected image features, perceiver latents, mask queries and
+            pooled region features.
+        seg_token_id (`int`, *optional*):
+            Id of the `[SEG]` token closing every pooled prompt.
+        class_weight, mask_weight, dice_weight (`float`, *optional*, defaults to 2.0, 5.0, 5.0):
+            Weights of the classification-type terms (SEG / class-name / region) and of the mask BCE and dice terms.
+        background_class_weight (`float`, *optional*, defaults to 0.1):
+            Cross-entropy weight of the trailing "background" class in the class-name loss.
+        train_num_points (`int`, *optional*, defaults to 12544):
+            Points sampled per mask for matching and for the mask losses.
+        oversample_ratio (`float`, *optional*, defaults to 3.0), importance_sample_ratio (`float`, *optional*, defaults to 0.75):
+            Importance sampling of the mask-loss points.
+    """
+
+    model_type = "hyperseg"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="phi"),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="siglip_vision_model"),
+        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="swin"),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    backbone_config: dict | PreTrainedConfig | None = None
+    vision_feature_layer: int = -2
+    projector_hidden_act: str = "gelu"
+    num_queries: int = 100
+    mask_decoder_hidden_size: int = 256
+    mask_decoder_layers: int = 10
+    mask_decoder_attention_heads: int = 8
+    mask_decoder_feedforward_dim: int = 2048
+    pixel_decoder_hidden_size: int = 256
+    mask_feature_size: int = 256
+    pixel_decoder_layers: int = 6
+    pixel_decoder_feedforward_dim: int = 1024
+    perceiver_num_latents: int = 128
+    perceiver_hidden_size: int = 512
+    perceiver_num_heads: int = 8
+    perceiver_head_dim: int = 64
+    perceiver_ff_mult: int = 4
+    region_sample_points: int = 512
+    region_sampler_seed: int = 0
+    image_token_id: int | None = None
+    temporal_token_id: int | None = None
+    query_token_id: int | None = None
+    region_token_id: int | None = None
+    seg_token_id: int | None = None
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    background_class_weight: float = 0.1
+    train_num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.backbone_config.out_features != ["stage1", "stage2", "stage3", "stage4"]:
+            # the pixel decoder needs all four strides (4, 8, 16, 32)
+            self.backbone_config.out_features = ["stage1", "stage2", "stage3", "stage4"]
+            self.backbone_config.out_indices = [1, 2, 3, 4]
+        if self.pixel_decoder_hidden_size % 32 or self.mask_feature_size % 32:
+            raise ValueError(
+                "pixel_decoder_hidden_size and mask_feature_size must be multiples of 32 (GroupNorm with 32 groups), "
+                f"got {self.pixel_decoder_hidden_size} and {self.mask_feature_size}"
+            )
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Number of `<image>` tokens: one per vision-tower patch."""
+        return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+
+    @property
+    def backbone_channels(self) -> list[int]:
+        """Channels of the Swin stage outputs at strides 4, 8, 16, 32."""
+        embed_dim = self.backbone_config.embed_dim
+        return [embed_dim * 2**stage for stage in range(len(self.backbone_config.depths))]
+
+    def mask2former_config(self) -> Mask2FormerConfig:
+        """The Mask2Former configuration whose pixel decoder and masked-attention decoder HyperSeg reuses."""
+        return Mask2FormerConfig(
+            # a copy: Mask2FormerConfig would reset the attention implementation of the backbone config it is given
+            backbone_config=copy.deepcopy(self.backbone_config),
+            feature_size=self.pixel_decoder_hidden_size,
+            mask_feature_size=self.mask_feature_size,
+            encoder_layers=self.pixel_decoder_layers,
+            encoder_feedforward_dim=self.pixel_decoder_feedforward_dim,
+            hidden_dim=self.mask_decoder_hidden_size,
+            decoder_layers=self.mask_decoder_layers,
+            num_attention_heads=self.mask_decoder_attention_heads,
+            dim_feedforward=self.mask_decoder_feedforward_dim,
+            num_queries=self.num_queries,
+            feature_strides=[4, 8, 16, 32],
+            common_stride=4,
+            pre_norm=False,
+            enforce_input_projection=False,
+            dropout=0.0,
+        )
+
+    @classmethod
+    def hyperseg_3b(cls, **kwargs) -> "HyperSegConfig":
+        """The released HyperSeg-3B architecture: Phi-2, SigLIP so400m-patch14-384, Swin-B at 1024 px."""
+        text_config = {
+            "model_type": "phi",
+            "vocab_size": 51200,
+            "hidden_size": 2560,
+            "intermediate_size": 10240,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "hidden_act": "gelu_new",
+            "layer_norm_eps": 1e-5,
+            "max_position_embeddings": 2048,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.4},
+            "qk_layernorm": False,
+            "tie_word_embeddings": False,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attention_dropout": 0.0,
+            "bos_token_id": 50256,
+            "eos_token_id": 50256,
+            "pad_token_id": 50256,
+        }
+        vision_config = {
+            "model_type": "siglip_vision_model",
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_hidden_layers": 27,
+            "num_attention_heads": 16,
+            "image_size": 384,
+            "patch_size": 14,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+            "attention_dropout": 0.0,
+            "vision_use_head": False,
+        }
+        backbone_config = {
+            "model_type": "swin",
+            "image_size": 1024,
+            "patch_size": 4,
+            "embed_dim": 128,
+            "depths": [2, 2, 18, 2],
+            "num_heads": [4, 8, 16, 32],
+            "window_size": 12,
+            "mlp_ratio": 4.0,
+            "qkv_bias": True,
+            "hidden_act": "gelu",
+            "use_absolute_embeddings": False,
+            "layer_norm_eps": 1e-5,
+            "drop_path_rate": 0.3,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+            "out_features": ["stage1", "stage2", "stage3", "stage4"],
+        }
+        defaults = {
+            "text_config": text_config,
+            "vision_config": vision_config,
+            "backbone_config": backbone_config,
+            # the released tokenizer's [SEG]; placeholder ids follow the 50296 ids of the Phi-2 tokenizer
+            "seg_token_id": 50295,
+            "image_token_id": 50296,
+            "temporal_token_id": 50297,
+            "query_token_id": 50298,
+            "region_token_id": 50299,
+        }
+        defaults.update(kwargs)
+        return cls(**defaults)
+
+
+__all__ = ["HyperSegConfig"]

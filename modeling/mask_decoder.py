@@ -1,0 +1,126 @@
+"""Masked-attention mask decoder whose queries come from the LLM and whose scores are prompt dot products."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.models.mask2former.modeling_mask2former import (
+    Mask2FormerMaskedAttentionDecoder,
+    Mask2FormerMLPPredictionHead,
+    Mask2FormerSinePositionEmbedding,
+)
+
+from .configuration_hyperseg import HyperSegConfig
+
+
+@dataclass
+class MaskDecoderPrediction:
+    """
+    One prediction of the mask decoder (from the un-updated queries, or after a decoder layer).
+
+    Attributes:
+        masks_queries_logits: (batch, num_queries, height/4, width/4) mask logits.
+        seg_queries_logits: (batch, num_queries) similarity of each query to the `[SEG]` embedding of the
+            referring / reasoning prompt, or `None` without such a prompt.
+        class_queries_logits: (batch, num_queries, num_classes) similarity to each class-name prompt (the last one
+            is "background"), or `None`.
+        region_queries_logits: (batch, num_regions, num_queries) similarity to each visual-prompt region, or `None`.
+    """
+
+    masks_queries_logits: torch.Tensor
+    seg_queries_logits: torch.Tensor | None = None
+    class_queries_logits: torch.Tensor | None = None
+    region_queries_logits: torch.Tensor | None = None
+
+
+class HyperSegMaskDecoder(nn.Module):
+    """
+    Mask2Former's masked-attention decoder run on queries computed by the LLM (there are no learned query features).
+    Each prediction's queries are scored against prompt embeddings through small MLP heads: `seg_head` for the
+    pooled referring prompt, `class_head` for class names, `region_head` for visual-prompt regions.
+    """
+
+    def __init__(self, config: HyperSegConfig):
+        super().__init__()
+        hidden_size = config.mask_decoder_hidden_size
+        self.num_feature_levels = 3
+        self.position_embedder = Mask2FormerSinePositionEmbedding(num_position_features=hidden_size // 2, normalize=True)
+        self.queries_embedder = nn.Embedding(config.num_queries, hidden_size)
+        self.level_embed = nn.Embedding(self.num_feature_levels, hidden_size)
+        if config.pixel_decoder_hidden_size != hidden_size:
+            self.input_projections = nn.ModuleList(
+                [
+                    nn.Conv2d(config.pixel_decoder_hidden_size, hidden_size, kernel_size=1)
+                    for _ in range(self.num_feature_levels)
+                ]
+            )
+        else:
+            self.input_projections = nn.ModuleList([nn.Identity() for _ in range(self.num_feature_levels)])
+        self.decoder = Mask2FormerMaskedAttentionDecoder(config.mask2former_config())
+        self.seg_head = Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
+        self.class_head = Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
+        self.region_head = Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        mask_features: torch.Tensor,
+        multi_scale_features: tuple[torch.Tensor, ...],
+        seg_embeddings: torch.Tensor | None = None,
+        class_embeddings: torch.Tensor | None = None,
+        region_embeddings: torch.Tensor | None = None,
+        score_all_predictions: bool = False,
+    ) -> list[MaskDecoderPrediction]:
+        """
+        Args:
+            queries: (batch, num_queries, hidden) content of the decoder queries.
+            mask_features: (batch, mask_feature_size, height/4, width/4).
+            multi_scale_features: the 1/32, 1/16, 1/8 pixel-decoder maps.
+            seg_embeddings: (batch, hidden) pooled referring prompt.
+            class_embeddings: (batch, num_classes, hidden) pooled class-name prompts.
+            region_embeddings: (batch, num_regions, hidden) region-prompt embeddings.
+            score_all_predictions: score every prediction against the prompts (needed for deep supervision);
+                otherwise only the final one gets prompt logits.
+
+        Returns:
+            One [`MaskDecoderPrediction`] per prediction, the final one last.
+        """
+        positions, keys, sizes = [], [], []
+        for level in range(self.num_feature_levels):
+            features = multi_scale_features[level]
+            sizes.append(features.shape[-2:])
+            position = self.position_embedder(features.shape, features.device, features.dtype, None)
+            positions.append(position.flatten(2).permute(2, 0, 1))  # (h*w, batch, hidden)
+            key = self.input_projections[level](features).flatten(2) + self.level_embed.weight[level][None, :, None]
+            keys.append(key.permute(2, 0, 1))  # (h*w, batch, hidden)
+
+        batch_size = queries.shape[0]
+        query_positions = self.queries_embedder.weight.unsqueeze(1).repeat(1, batch_size, 1)  # (queries, batch, hidden)
+        decoded = self.decoder(
+            inputs_embeds=queries.transpose(0, 1),
+            multi_stage_positional_embeddings=positions,
+            pixel_embeddings=mask_features,
+            encoder_hidden_states=keys,
+            query_position_embeddings=query_positions,
+            feature_size_list=sizes,
+            return_dict=True,
+        )
+
+        predictions = []
+        num_predictions = len(decoded.masks_queries_logits)
+        for index, (states, masks) in enumerate(zip(decoded.intermediate_hidden_states, decoded.masks_queries_logits)):
+            prediction = MaskDecoderPrediction(masks_queries_logits=masks)
+            if score_all_predictions or index == num_predictions - 1:
+                states = states.transpose(0, 1)  # (batch, queries, hidden)
+                if seg_embeddings is not None:
+                    prediction.seg_queries_logits = torch.einsum("bqd,bd->bq", self.seg_head(states), seg_embeddings)
+                if class_embeddings is not None:
+                    prediction.class_queries_logits = torch.einsum(
+                        "bqd,bcd->bqc", self.class_head(states), class_embeddings
+                    )
+                if region_embeddings is not None:
+                    prediction.region_queries_logits = torch.einsum(
+                        "bkd,bqd->bkq", region_embeddings, self.region_head(states)
+                    )
+            predictions.append(prediction)
+        return predictions

@@ -1,0 +1,317 @@
+"""HyperSeg: universal image and video segmentation driven by a vision-language LLM (arXiv 2411.17606)."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
+
+from .configuration_hyperseg import HyperSegConfig
+from .fine_grained_perceiver import FineGrainedVisualPerceiver
+from .mask_decoder import HyperSegMaskDecoder, MaskDecoderPrediction
+from .pixel_decoder import HyperSegPixelDecoder
+from .region_sampler import RegionSampler
+from .vision_encoder import HyperSegMultiModalProjector, build_vision_tower
+
+
+@dataclass
+class HyperSegOutput(ModelOutput):
+    r"""
+    Output of [`HyperSegForUniversalSegmentation`]. Which fields are set depends on the prompt: segmentation prompts
+    (with mask-query placeholders) give mask logits and the scores of their prompt kind; a chat prompt gives `logits`.
+
+    Args:
+        loss (`torch.FloatTensor`, *optional*):
+            Total training loss, when targets are given.
+        loss_dict (`dict[str, torch.FloatTensor]`, *optional*):
+            Every weighted loss term by name.
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`, *optional*):
+            Language-model logits; computed for chat prompts (no mask queries) or when `labels` are given.
+        masks_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, height/4, width/4)`, *optional*):
+            Mask logits of the final decoder prediction, at a quarter of the padded backbone input size.
+        seg_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries)`, *optional*):
+            Per-query similarity to the `[SEG]` embedding of a referring / reasoning prompt (sigmoid -> probability).
+        class_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_classes)`, *optional*):
+            Per-query similarity to each class-name prompt; the last class is "background" (softmax over classes).
+        region_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_regions, num_queries)`, *optional*):
+            Similarity of each visual-prompt region to each query (sigmoid -> probability).
+        temporal_latents (`torch.FloatTensor` of shape `(batch_size, num_latents, perceiver_hidden_size)`, *optional*):
+            The perceiver latents for the next video frame; pass them back as `temporal_latents`.
+        auxiliary_predictions (`list[MaskDecoderPrediction]`, *optional*):
+            The earlier decoder predictions (from the LLM queries before the first layer, then after each layer but
+            the last), for deep supervision.
+        llm_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
+            The LLM's last hidden state (after its final LayerNorm).
+        past_key_values (`Cache`, *optional*):
+            The LLM's key/value cache, for generation.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict[str, torch.FloatTensor] | None = None
+    logits: torch.FloatTensor | None = None
+    masks_queries_logits: torch.FloatTensor | None = None
+    seg_queries_logits: torch.FloatTensor | None = None
+    class_queries_logits: torch.FloatTensor | None = None
+    region_queries_logits: torch.FloatTensor | None = None
+    temporal_latents: torch.FloatTensor | None = None
+    auxiliary_predictions: list[MaskDecoderPrediction] | None = None
+    llm_last_hidden_state: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+
+
+class HyperSegPreTrainedModel(PreTrainedModel):
+    config_class = HyperSegConfig
+    base_model_prefix = ""
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PhiDecoderLayer", "SiglipEncoderLayer", "SwinStage"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, HyperSegForUniversalSegmentation):
+            init.normal_(module.mask_queries, std=std)
+        elif isinstance(module, FineGrainedVisualPerceiver):
+            init.normal_(module.latents, std=std)
+        elif isinstance(module, HyperSegPixelDecoder):
+            init.normal_(module.level_embed, std=std)
+
+
+def _gather_slots(hidden_states: torch.Tensor, slot_mask: torch.Tensor, name: str) -> torch.Tensor:
+    """Hidden states at the positions of `slot_mask`, as (batch, slots_per_sample, hidden)."""
+    counts = slot_mask.sum(-1)
+    if (counts != counts[0]).any():
+        raise ValueError(f"every sample must have the same number of {name} tokens, got {counts.tolist()}")
+    return hidden_states[slot_mask].view(hidden_states.shape[0], int(counts[0]), hidden_states.shape[-1])
+
+
+def _scatter_slots(inputs_embeds: torch.Tensor, slot_mask: torch.Tensor, values: torch.Tensor, name: str):
+    """Writes `values` (batch, slots, hidden) at the positions of `slot_mask` (batch, length)."""
+    expected = slot_mask.sum(-1)
+    if (expected != values.shape[1]).any():
+        raise ValueError(
+            f"each sample needs exactly {values.shape[1]} {name} tokens, got {expected.tolist()}: "
+            "build the inputs with HyperSegProcessor"
+        )
+    return inputs_embeds.masked_scatter(slot_mask.unsqueeze(-1), values.to(inputs_embeds.dtype))
+
+
+class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin):
+    r"""
+    HyperSeg: a SigLIP + Phi vision-language model whose hidden states drive a Mask2Former-style decoder over a Swin
+    backbone. One forward pass segments for every task the prompt describes: referring / reasoning expressions, class
+    names (panoptic, instance, semantic), visual prompts (points, boxes, scribbles, masks), video frames (with the
+    perceiver latents carried from frame to frame); a prompt without mask queries is plain chat and can `generate`.
+
+    The token sequence is built by [`HyperSegProcessor`]: placeholder tokens mark where the projected image tokens,
+    the perceiver latents, the mask queries and the pooled region features go; referring and class-name prompts are
+    ordinary text whose positions are given by `referring_prompt_mask` / `class_prompt_index`.
+    """
+
+    def __init__(self, config: HyperSegConfig):
+        super().__init__(config)
+        text_hidden = config.text_config.hidden_size
+        decoder_hidden = config.mask_decoder_hidden_size
+        self.vision_tower = build_vision_tower(config)
+        self.multi_modal_projector = HyperSegMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.lm_head = nn.Linear(text_hidden, config.text_config.vocab_size, bias=False)
+        self.backbone = AutoBackbone.from_config(config.backbone_config)
+        # the backbone returns the per-stage normed maps; SwinModel's final LayerNorm output would be thrown away
+        self.backbone.swin.layernorm = nn.Identity()
+        self.perceiver = FineGrainedVisualPerceiver(config)
+        self.pixel_decoder = HyperSegPixelDecoder(config)
+        self.mask_decoder = HyperSegMaskDecoder(config)
+        self.region_sampler = RegionSampler(config.region_sample_points, config.region_sampler_seed)
+        self.mask_queries = nn.Parameter(torch.zeros(config.num_queries, text_hidden))
+        self.query_projector = nn.Linear(text_hidden, decoder_hidden)
+        self.seg_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
+        self.class_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
+        self.region_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, size, size) -> (batch, num_image_tokens, llm_hidden) projected vision-tower features."""
+        return self.multi_modal_projector(self.vision_tower(pixel_values).last_hidden_state)
+
+    def _placeholder_masks(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        config = self.config
+        return {
+            "image": input_ids == config.image_token_id,
+            "temporal": input_ids == config.temporal_token_id,
+            "query": input_ids == config.query_token_id,
+            "region": input_ids == config.region_token_id,
+        }
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        backbone_pixel_values: torch.FloatTensor | None = None,
+        pixel_mask: torch.LongTensor | None = None,
+        referring_prompt_mask: torch.Tensor | None = None,
+        class_prompt_index: torch.LongTensor | None = None,
+        region_masks: list[torch.Tensor] | None = None,
+        region_points: list[torch.Tensor] | None = None,
+        temporal_latents: torch.FloatTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> HyperSegOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Token ids from [`HyperSegProcessor`], with placeholders already expanded to their lengths.
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, size, size)`):
+            The vision-tower input (filling the `<image>` tokens).
+        backbone_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, backbone_size, backbone_size)`, *optional*):
+            The padded Swin input; needed by every segmentation prompt, not by chat.
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, backbone_size, backbone_size)`, *optional*):
+            1 on real pixels, 0 on padding. Accepted for compatibility with the image processor's output; like the
+            original, the networks see the padded image whole, and post-processing recovers the valid area from the
+            target size.
+        referring_prompt_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+            1 on the tokens of the referring / reasoning instruction and its `[SEG]`; their mean LLM state is the
+            `[SEG]` embedding the queries are scored against.
+        class_prompt_index (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            k >= 1 on the tokens (name + `[SEG]`) of the k-th class-name prompt, 0 elsewhere.
+        region_masks (`list[torch.Tensor]`, *optional*):
+            Per sample, `(num_regions, size, size)` binary visual-prompt masks at the vision-tower input size.
+        region_points (`list[torch.Tensor]`, *optional*):
+            Per sample, `(num_regions, region_sample_points, 2)` pre-drawn (row, col) points, replacing the sampler's
+            own draws.
+        temporal_latents (`torch.FloatTensor` of shape `(batch_size, num_latents, perceiver_hidden_size)`, *optional*):
+            The previous video frame's `temporal_latents`; `None` for an image or the first frame.
+        """
+        use_cache = use_cache if use_cache is not None else False
+        slots = self._placeholder_masks(input_ids)
+        is_placeholder = slots["image"] | slots["temporal"] | slots["query"] | slots["region"]
+        inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(is_placeholder, 0))
+        batch_size = input_ids.shape[0]
+
+        image_features = None
+        if slots["image"].any():
+            if pixel_values is None:
+                raise ValueError("the prompt has <image> tokens but no pixel_values were given")
+            image_features = self.get_image_features(pixel_values)  # (batch, num_image_tokens, llm_hidden)
+            inputs_embeds = _scatter_slots(inputs_embeds, slots["image"], image_features, "<image>")
+
+        backbone_features = None
+        if slots["temporal"].any() or slots["query"].any():
+            if backbone_pixel_values is None:
+                raise ValueError("segmentation prompts need backbone_pixel_values (the padded Swin input)")
+            backbone_features = self.backbone(backbone_pixel_values).feature_maps  # strides 4, 8, 16, 32
+
+        if slots["temporal"].any():
+            latents = self.perceiver.initial_latents(batch_size) if temporal_latents is None else temporal_latents
+            perceiver_tokens = self.perceiver(list(backbone_features[1:]), latents)  # (batch, num_latents, llm_hidden)
+            inputs_embeds = _scatter_slots(inputs_embeds, slots["temporal"], perceiver_tokens, "<temporal>")
+
+        if slots["query"].any():
+            queries = self.mask_queries.unsqueeze(0).expand(batch_size, -1, -1)
+            inputs_embeds = _scatter_slots(inputs_embeds, slots["query"], queries, "mask-query")
+
+        if slots["region"].any():
+            if region_masks is None and region_points is None:
+                raise ValueError("the prompt has <region> tokens but neither region_masks nor region_points were given")
+            if image_features is None:
+                raise ValueError("region prompts need the image tokens of the same image (<image> and pixel_values)")
+            regions = self.region_sampler(image_features, region_masks, region_points)
+            inputs_embeds = _scatter_slots(inputs_embeds, slots["region"], torch.stack(regions), "<region>")
+
+        llm_outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        hidden_states = llm_outputs.last_hidden_state  # (batch, length, llm_hidden)
+
+        output = HyperSegOutput(llm_last_hidden_state=hidden_states, past_key_values=llm_outputs.past_key_values)
+        if not slots["query"].any():
+            output.logits = self.lm_head(hidden_states)
+            return output
+
+        if slots["temporal"].any():
+            latent_states = _gather_slots(hidden_states, slots["temporal"], "<temporal>")
+            output.temporal_latents = self.perceiver.next_latents(latent_states)
+
+        predictions = self._decode_masks(
+            hidden_states, slots, backbone_features, referring_prompt_mask, class_prompt_index
+        )
+        final = predictions[-1]
+        output.masks_queries_logits = final.masks_queries_logits
+        output.seg_queries_logits = final.seg_queries_logits
+        output.class_queries_logits = final.class_queries_logits
+        output.region_queries_logits = final.region_queries_logits
+        output.auxiliary_predictions = predictions[:-1]
+        return output
+
+    def _decode_masks(
+        self,
+        hidden_states: torch.Tensor,
+        slots: dict[str, torch.Tensor],
+        backbone_features: tuple[torch.Tensor, ...],
+        referring_prompt_mask: torch.Tensor | None,
+        class_prompt_index: torch.LongTensor | None,
+    ) -> list[MaskDecoderPrediction]:
+        queries = self.query_projector(_gather_slots(hidden_states, slots["query"], "mask-query"))
+
+        seg_embeddings = None
+        if referring_prompt_mask is not None:
+            weights = referring_prompt_mask.to(hidden_states.dtype)
+            counts = weights.sum(-1, keepdim=True)
+            if (counts == 0).any():
+                raise ValueError("referring_prompt_mask marks no token for some sample")
+            pooled = torch.einsum("bl,blh->bh", weights, hidden_states) / counts  # (batch, llm_hidden)
+            seg_embeddings = self.seg_prompt_projector(pooled)
+
+        class_embeddings = None
+        if class_prompt_index is not None:
+            num_classes = int(class_prompt_index.max())
+            membership = nn.functional.one_hot(class_prompt_index, num_classes + 1)[..., 1:].to(hidden_states.dtype)
+            counts = membership.sum(1).unsqueeze(-1)  # (batch, classes, 1)
+            if (counts == 0).any():
+                raise ValueError("every sample must have the same class-name prompts (some class has no token)")
+            pooled = torch.einsum("blc,blh->bch", membership, hidden_states) / counts
+            class_embeddings = self.class_prompt_projector(pooled)
+
+        region_embeddings = None
+        if slots["region"].any():
+            region_embeddings = self.region_prompt_projector(_gather_slots(hidden_states, slots["region"], "<region>"))
+
+        pixel_decoded = self.pixel_decoder(list(backbone_features), return_dict=True)
+        return self.mask_decoder(
+            queries,
+            pixel_decoded.mask_features,
+            pixel_decoded.multi_scale_features,
+            seg_embeddings=seg_embeddings,
+            class_embeddings=class_embeddings,
+            region_embeddings=region_embeddings,
+            score_all_predictions=self.training,
+        )
+
+
+__all__ = ["HyperSegPreTrainedModel", "HyperSegForUniversalSegmentation", "HyperSegOutput"]

@@ -1,0 +1,231 @@
+"""HyperSegProcessor: builds the per-task prompts, tokenises them and prepares both image branches."""
+
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+from .prompts import (
+    TASKS,
+    VIDEO_TASKS,
+    Placeholder,
+    PooledPrompt,
+    SegToken,
+    Template,
+    UserText,
+    build_prompt,
+)
+
+PLACEHOLDER_TOKENS = {"image": "<image>", "temporal": "<temporal>", "queries": "<seg>", "region": "<region>"}
+CLASS_TASKS = ("panoptic", "instance", "semantic")
+TEXT_TASKS = ("referring", "reasoning", "chat") + VIDEO_TASKS
+
+
+class HyperSegProcessor(ProcessorMixin):
+    r"""
+    Wraps a [`HyperSegImageProcessor`] and the LLM tokenizer. `__call__` turns images and a task description into
+    model inputs:
+
+    - `task="referring" | "reasoning" | "referring_video" | "reasoning_video"` with `text` (one expression per image);
+    - `task="panoptic" | "instance" | "semantic"` with `class_names` (one list for the batch, or one per image);
+      "background" is appended;
+    - `task="interactive"` with `visual_prompts` (per image a list of `{"box" | "point" | "scribble" | "mask": ...}`);
+    - `task="chat"` with `text` (a question).
+
+    Placeholders (`<image>`, `<temporal>`, `<seg>`, `<region>`) are added tokens expanded to their lengths; the
+    referring instruction and the class names are ordinary text, located by `referring_prompt_mask` and
+    `class_prompt_index`. User text is tokenised with special tokens split, so it can never inject a placeholder.
+
+    Args:
+        image_processor ([`HyperSegImageProcessor`]): prepares the vision-tower and backbone inputs.
+        tokenizer ([`PreTrainedTokenizerBase`]): the LLM tokenizer, holding the placeholder tokens.
+        num_image_tokens (`int`): tokens per image in the LLM (vision-tower patches).
+        num_temporal_tokens (`int`): perceiver latents per image.
+        num_queries (`int`): mask queries.
+        seg_token (`str`, defaults to `"[SEG]"`): the token closing every pooled prompt; when it is not a single
+            token of the vocabulary, its first sub-token is used, as the original does.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        num_image_tokens: int = 729,
+        num_temporal_tokens: int = 128,
+        num_queries: int = 100,
+        seg_token: str = "[SEG]",
+        chat_template=None,
+        **kwargs,
+    ):
+        self.num_image_tokens = num_image_tokens
+        self.num_temporal_tokens = num_temporal_tokens
+        self.num_queries = num_queries
+        self.seg_token = seg_token
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        missing = [token for token in PLACEHOLDER_TOKENS.values() if token not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(f"the tokenizer lacks the placeholder tokens {missing}; add them with add_tokens(..., special_tokens=True)")
+        self.placeholder_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in PLACEHOLDER_TOKENS.items()}
+        self.seg_token_id = tokenizer.encode(seg_token, add_special_tokens=False)[0]
+
+    @property
+    def placeholder_counts(self) -> dict[str, int]:
+        return {"image": self.num_image_tokens, "temporal": self.num_temporal_tokens, "queries": self.num_queries, "region": 1}
+
+    def _encode_user_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+
+    def _tokenize_prompt(self, pieces: list) -> tuple[list[int], list[int], list[int]]:
+        """Token ids, referring-prompt flags and class-prompt indices of one prompt."""
+        input_ids, referring, class_index = [], [], []
+        num_classes = 0
+
+        def extend(ids, is_referring=0, class_id=0):
+            input_ids.extend(ids)
+            referring.extend([is_referring] * len(ids))
+            class_index.extend([class_id] * len(ids))
+
+        template_text = ""
+        for piece in pieces + [None]:
+            if isinstance(piece, Template):
+                # the original tokenises the text between two placeholders in one go
+                template_text += piece.text
+                continue
+            if template_text:
+                extend(self.tokenizer.encode(template_text, add_special_tokens=False))
+                template_text = ""
+            if isinstance(piece, UserText):
+                extend(self._encode_user_text(piece.text))
+            elif isinstance(piece, Placeholder):
+                extend([self.placeholder_ids[piece.name]] * self.placeholder_counts[piece.name])
+            elif isinstance(piece, SegToken):
+                extend([self.seg_token_id])
+            elif isinstance(piece, PooledPrompt):
+                ids = self._encode_user_text(piece.text) + [self.seg_token_id]
+                if piece.kind == "referring":
+                    extend(ids, is_referring=1)
+                else:
+                    num_classes += 1
+                    extend(ids, class_id=num_classes)
+        return input_ids, referring, class_index
+
+    def __call__(
+        self,
+        images=None,
+        text: str | list[str] | None = None,
+        task: str = "referring",
+        class_names: list[str] | list[list[str]] | None = None,
+        visual_prompts: list | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if images is None:
+            raise ValueError(f"task {task!r} needs `images`")
+        images = images if isinstance(images, (list, tuple)) else [images]
+        batch_size = len(images)
+        texts = self._per_sample(text, batch_size, "text") if task in TEXT_TASKS else [None] * batch_size
+        for index, sample_text in enumerate(texts):
+            if task in TEXT_TASKS and (not isinstance(sample_text, str) or not sample_text.strip()):
+                raise ValueError(f"task {task!r} needs a non-empty `text` for every image (sample {index} has {sample_text!r})")
+        names = [None] * batch_size
+        if task in CLASS_TASKS:
+            names = self._class_names(class_names, batch_size)
+        prompts_per_image = [None] * batch_size
+        if task == "interactive":
+            if visual_prompts is None:
+                raise ValueError("task 'interactive' needs `visual_prompts`")
+            prompts_per_image = self._per_sample(visual_prompts, batch_size, "visual_prompts", nested=True)
+            for index, prompts in enumerate(prompts_per_image):
+                if not prompts:
+                    raise ValueError(f"image {index} has no visual prompt")
+
+        image_inputs = self.image_processor(
+            images, visual_prompts=prompts_per_image if task == "interactive" else None, return_tensors="pt"
+        )
+        if task == "chat":
+            # chat reads only the vision-tower input
+            image_inputs = {"pixel_values": image_inputs["pixel_values"]}
+
+        encoded = [
+            self._tokenize_prompt(
+                build_prompt(
+                    task,
+                    text=texts[index],
+                    class_names=names[index],
+                    num_regions=len(prompts_per_image[index]) if prompts_per_image[index] else 0,
+                )
+            )
+            for index in range(batch_size)
+        ]
+        data = dict(image_inputs)
+        data.update(self._pad(encoded, task))
+        data.pop("original_sizes", None)
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _pad(self, encoded: list[tuple[list[int], list[int], list[int]]], task: str) -> dict[str, torch.Tensor]:
+        """Right-pads to the longest sample. As in the original, pad-id tokens get attention 0."""
+        pad_id = self.tokenizer.pad_token_id
+        length = max(len(ids) for ids, _, _ in encoded)
+        input_ids = torch.full((len(encoded), length), pad_id, dtype=torch.long)
+        referring = torch.zeros((len(encoded), length), dtype=torch.long)
+        class_index = torch.zeros((len(encoded), length), dtype=torch.long)
+        for row, (ids, is_referring, class_id) in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            referring[row, : len(ids)] = torch.tensor(is_referring)
+            class_index[row, : len(ids)] = torch.tensor(class_id)
+        outputs = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long()}
+        if task in ("referring", "reasoning") + VIDEO_TASKS:
+            outputs["referring_prompt_mask"] = referring
+        if task in CLASS_TASKS:
+            outputs["class_prompt_index"] = class_index
+        return outputs
+
+    @staticmethod
+    def _per_sample(value, batch_size: int, name: str, nested: bool = False) -> list:
+        """One entry per image: a single value (or, with `nested`, a single list) is used for a batch of one."""
+        single = not isinstance(value, (list, tuple)) or (nested and value and isinstance(value[0], dict))
+        values = [value] if single else list(value)
+        if len(values) != batch_size:
+            raise ValueError(f"got {len(values)} `{name}` entries for {batch_size} images")
+        return values
+
+    @staticmethod
+    def _class_names(class_names, batch_size: int) -> list[list[str]]:
+        if not class_names:
+            raise ValueError("class-name tasks need a non-empty `class_names` list")
+        per_image = class_names if isinstance(class_names[0], (list, tuple)) else [class_names] * batch_size
+        if len(per_image) != batch_size:
+            raise ValueError(f"got {len(per_image)} class-name lists for {batch_size} images")
+        names = []
+        for index, image_names in enumerate(per_image):
+            if not image_names or any(not isinstance(n, str) or not n.strip() for n in image_names):
+                raise ValueError(f"class_names of image {index} must be a non-empty list of non-empty strings")
+            names.append(list(image_names) + ["background"])
+        if any(len(image_names) != len(names[0]) for image_names in names):
+            raise ValueError("every image of a batch needs the same number of class names")
+        return names
+
+    def post_process_referring_segmentation(self, outputs, target_sizes):
+        return self.image_processor.post_process_referring_segmentation(outputs, target_sizes=target_sizes)
+
+    def post_process_interactive_segmentation(self, outputs, target_sizes):
+        return self.image_processor.post_process_interactive_segmentation(outputs, target_sizes=target_sizes)
+
+    def post_process_panoptic_segmentation(self, outputs, **kwargs):
+        return self.image_processor.post_process_panoptic_segmentation(outputs, **kwargs)
+
+    def post_process_instance_segmentation(self, outputs, **kwargs):
+        return self.image_processor.post_process_instance_segmentation(outputs, **kwargs)
+
+    def post_process_semantic_segmentation(self, outputs, **kwargs):
+        return self.image_processor.post_process_semantic_segmentation(outputs, **kwargs)
+
+    @property
+    def model_input_names(self):
+        return [
+            "input_ids", "attention_mask", "pixel_values", "backbone_pixel_values", "pixel_mask",
+            "referring_prompt_mask", "class_prompt_index", "region_masks",
+        ]
+
+
+__all__ = ["HyperSegProcessor"]

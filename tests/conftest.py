@@ -1,0 +1,29 @@
+"""Shared test helpers: where the golden data lives, and how a missing fixture is reported."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES_ENV = "HYPERSEG_FIXTURES"
+
+
+def fixtures_root() -> Path:
+    """`$HYPERSEG_FIXTURES`, else `../shared/fixtures` next to the checkout."""
+    return Path(os.environ.get(FIXTURES_ENV, REPO_ROOT.parent / "shared" / "fixtures"))
+
+
+def require_fixture(*parts: str) -> Path:
+    """Path of a golden-data folder/file; skips with a reason when absent, fails under CI (where it must exist)."""
+    path = fixtures_root().joinpath(*parts)
+    if not path.exists():
+        message = f"golden data not found at {path} (set ${FIXTURES_ENV} to the shared/fixtures folder)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running test, excluded by default (run with `-m slow`)")
