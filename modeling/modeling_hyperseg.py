@@ -65,7 +65,7 @@ class HyperSegOutput(ModelOutput):
 class HyperSegPreTrainedModel(PreTrainedModel):
     config_class = HyperSegConfig
     base_model_prefix = ""
-    main_input_name = "pixel_values"
+    main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["PhiDecoderLayer", "SiglipEncoderLayer", "SwinStage"]

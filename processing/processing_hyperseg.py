@@ -159,7 +159,6 @@ class HyperSegProcessor(ProcessorMixin):
         ]
         data = dict(image_inputs)
         data.update(self._pad(encoded, task))
-        data.pop("original_sizes", None)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def _pad(self, encoded: list[tuple[list[int], list[int], list[int]]], task: str) -> dict[str, torch.Tensor]:

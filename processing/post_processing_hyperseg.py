@@ -1,0 +1,232 @@
+# Copyright 2025 The HyperSeg port authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Pure tensor post-processing of HyperSeg's decoder outputs, one sample at a time.
+
+The mask logits are first brought to the raw image size exactly as the original does it ([`resize_mask_logits`]).
+The scoring rules then follow the released HyperSeg code (referring) and PSALM, whose generic and region inference
+HyperSeg inherits but did not release (panoptic, instance, semantic, interactive). All thresholds on mask
+probabilities are applied to the logits (`p > t` <=> `logit > log(t / (1 - t))`), so the default 0.5 is the exact
+`logit > 0` test of the original.
+"""
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+
+def resize_mask_logits(
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    valid_size: tuple[int, int],
+    target_size: tuple[int, int],
+) -> torch.Tensor:
+    """
+    Brings mask logits from the decoder resolution to the raw image size, as the original does: bilinear upsampling
+    to the padded backbone input, crop of the valid (unpadded) area, bilinear resize to the raw size (detectron2's
+    `sem_seg_postprocess`). Both resizes are `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`
+    without antialiasing.
+
+    Args:
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`):
+            Mask logits of one sample at the decoder resolution.
+        padded_size (`tuple[int, int]`):
+            `(height, width)` of the padded backbone input.
+        valid_size (`tuple[int, int]`):
+            `(height, width)` of the resized image inside the padded input.
+        target_size (`tuple[int, int]`):
+            `(height, width)` of the raw image.
+
+    Returns:
+        `torch.Tensor` of shape `(num_queries, *target_size)`: the mask logits at the raw image size.
+    """
+    mask_logits = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
+    mask_logits = mask_logits[:, :, : valid_size[0], : valid_size[1]]
+    return F.interpolate(mask_logits, size=target_size, mode="bilinear", align_corners=False)[0]
+
+
+def probability_to_logit(probability: float) -> float:
+    """The logit whose sigmoid is `probability` (exactly 0.0 for 0.5)."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"A mask probability threshold must lie strictly between 0 and 1, got {probability}.")
+    return math.log(probability / (1.0 - probability))
+
+
+def mask_scores(mask_logits: torch.Tensor, binary_masks: torch.Tensor) -> torch.Tensor:
+    """
+    Mean foreground probability inside each binary mask, `sum(sigmoid * binary) / (sum(binary) + 1e-6)` (0 for an
+    empty mask), the mask-quality factor of every HyperSeg / PSALM score.
+
+    Args:
+        mask_logits (`torch.Tensor` of shape `(num_masks, height, width)`): mask logits.
+        binary_masks (`torch.Tensor` of shape `(num_masks, height, width)`): their binarisation (bool).
+
+    Returns:
+        `torch.Tensor` of shape `(num_masks,)`.
+    """
+    binary_masks = binary_masks.flatten(1).to(mask_logits.dtype)
+    return (mask_logits.sigmoid().flatten(1) * binary_masks).sum(1) / (binary_masks.sum(1) + 1e-6)
+
+
+def referring_inference(seg_logits: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    HyperSeg's referring rule (`SEG_instance_inference`): score_q = sigmoid(SEG logit_q) * mask score_q.
+
+    Args:
+        seg_logits (`torch.Tensor` of shape `(num_queries,)`): SEG logits of one sample.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+
+    Returns:
+        `tuple(torch.Tensor, torch.Tensor)`: the scores `(num_queries,)` in query order and the binary masks
+        `(num_queries, height, width)` (bool, `logit > 0`).
+    """
+    binary_masks = mask_logits > 0
+    return seg_logits.sigmoid() * mask_scores(mask_logits, binary_masks), binary_masks
+
+
+def region_inference(region_logits: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    PSALM's region rule (`region_inference`): score_{k,q} = sigmoid(region logit_{k,q}) * mask score_q.
+
+    Args:
+        region_logits (`torch.Tensor` of shape `(num_prompts, num_queries)`): region logits of one sample.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+
+    Returns:
+        `tuple(torch.Tensor, torch.Tensor)`: the scores `(num_prompts, num_queries)` and the binary masks
+        `(num_queries, height, width)` (bool, `logit > 0`).
+    """
+    binary_masks = mask_logits > 0
+    return region_logits.sigmoid() * mask_scores(mask_logits, binary_masks)[None, :], binary_masks
+
+
+def semantic_inference(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """
+    PSALM's semantic rule (`class_name_semantic_inference`): semseg_c = sum_q softmax(class)_{q,c} * sigmoid(mask_q)
+    over the classes without the trailing "background".
+
+    Args:
+        class_logits (`torch.Tensor` of shape `(num_queries, num_classes + 1)`): class-name logits of one sample.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+
+    Returns:
+        `torch.Tensor` of shape `(num_classes, height, width)`: the per-class scores.
+    """
+    class_probs = class_logits.softmax(-1)[:, :-1]
+    return torch.einsum("qc,qhw->chw", class_probs, mask_logits.sigmoid())
+
+
+def instance_inference(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    mask_threshold: float = 0.5,
+    stuff_label_ids: Iterable[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    PSALM's instance rule (`class_name_instance_inference`): the `num_queries` best (query, class) pairs of
+    softmax(class) without "background"; label = index % num_classes; score = class probability * mask score.
+    PSALM draws them with `topk(sorted=False)` (an implementation-defined order); here the predictions are returned
+    sorted by decreasing final score.
+
+    Args:
+        class_logits (`torch.Tensor` of shape `(num_queries, num_classes + 1)`): class-name logits of one sample.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+        mask_threshold (`float`, *optional*, defaults to 0.5): probability above which a pixel is foreground.
+        stuff_label_ids (`Iterable[int]`, *optional*): classes whose predictions are dropped (PSALM keeps only
+            thing classes when it evaluates a panoptic model's instances).
+
+    Returns:
+        `tuple(torch.Tensor, ...)`: `scores` `(num_predictions,)`, `labels` `(num_predictions,)`, `query_indices`
+        `(num_predictions,)` and binary `masks` `(num_predictions, height, width)` (bool).
+    """
+    num_queries, num_classes = class_logits.shape[0], class_logits.shape[1] - 1
+    class_probs = class_logits.softmax(-1)[:, :-1]
+    class_scores, top_indices = class_probs.flatten().topk(num_queries)
+    labels = top_indices % num_classes
+    query_indices = top_indices // num_classes
+    if stuff_label_ids is not None:
+        is_thing = ~torch.isin(labels, torch.tensor(sorted(stuff_label_ids), dtype=labels.dtype, device=labels.device))
+        class_scores, labels, query_indices = class_scores[is_thing], labels[is_thing], query_indices[is_thing]
+
+    mask_logits = mask_logits[query_indices]
+    binary_masks = mask_logits > probability_to_logit(mask_threshold)
+    scores = class_scores * mask_scores(mask_logits, binary_masks)
+    order = scores.argsort(descending=True, stable=True)
+    return scores[order], labels[order], query_indices[order], binary_masks[order]
+
+
+def panoptic_inference(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = 0.8,
+    mask_threshold: float = 0.5,
+    overlap_mask_area_threshold: float = 0.8,
+    label_ids_to_fuse: Iterable[int] | None = None,
+) -> tuple[torch.Tensor, list[dict]]:
+    """
+    PSALM's panoptic rule (`class_name_panoptic_inference`). Queries whose best class is not "background" and whose
+    class probability exceeds `threshold` are kept; every pixel goes to the kept query with the largest
+    `class probability * mask probability`; a query becomes a segment when it owns pixels, its mask has pixels with
+    probability >= `mask_threshold`, and (owned area / mask area) >= `overlap_mask_area_threshold`. Its segment is
+    the owned pixels inside its mask. Stuff classes (`label_ids_to_fuse`) get one segment per class (the first query
+    of a class allocates the id, later ones paint into it); thing classes get one segment per query.
+
+    Args:
+        class_logits (`torch.Tensor` of shape `(num_queries, num_classes + 1)`): class-name logits of one sample.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+        threshold (`float`, *optional*, defaults to 0.8): PSALM's `object_mask_threshold`.
+        mask_threshold (`float`, *optional*, defaults to 0.5): probability from which a pixel is in a mask.
+        overlap_mask_area_threshold (`float`, *optional*, defaults to 0.8): PSALM's `overlap_threshold`.
+        label_ids_to_fuse (`Iterable[int]`, *optional*): the stuff classes; `None` treats every class as a thing.
+
+    Returns:
+        `tuple(torch.Tensor, list[dict])`: the segment-id map `(height, width)` (int64, 0 = void, ids from 1) and one
+        dict per segment: `id`, `label_id`, `score` (class probability of the query that created it), `isthing`.
+    """
+    stuff_label_ids = set() if label_ids_to_fuse is None else set(label_ids_to_fuse)
+    num_classes = class_logits.shape[-1] - 1
+    class_scores, labels = class_logits.softmax(-1).max(-1)
+    keep = labels.ne(num_classes) & (class_scores > threshold)
+    class_scores, labels, mask_probs = class_scores[keep], labels[keep], mask_logits[keep].sigmoid()
+
+    segmentation = torch.zeros(mask_logits.shape[-2:], dtype=torch.long, device=mask_logits.device)
+    segments_info = []
+    if labels.numel() == 0:
+        return segmentation, segments_info
+
+    owner = (class_scores[:, None, None] * mask_probs).argmax(0)  # (height, width)
+    stuff_segment_ids = {}
+    for k, label in enumerate(labels.tolist()):
+        owned = owner == k
+        in_mask = mask_probs[k] >= mask_threshold
+        segment = owned & in_mask
+        owned_area, mask_area = owned.sum().item(), in_mask.sum().item()
+        if owned_area == 0 or mask_area == 0 or not segment.any():
+            continue
+        if owned_area / mask_area < overlap_mask_area_threshold:
+            continue
+        isthing = label not in stuff_label_ids
+        if not isthing and label in stuff_segment_ids:
+            segmentation[segment] = stuff_segment_ids[label]
+            continue
+        segment_id = len(segments_info) + 1
+        if not isthing:
+            stuff_segment_ids[label] = segment_id
+        segmentation[segment] = segment_id
+        segments_info.append(
+            {"id": segment_id, "label_id": label, "score": class_scores[k].item(), "isthing": isthing}
+        )
+    return segmentation, segments_info
