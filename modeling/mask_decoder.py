@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerMaskedAttentionDecoder,
     Mask2FormerMLPPredictionHead,
@@ -14,7 +15,7 @@ from .configuration_hyperseg import HyperSegConfig
 
 
 @dataclass
-class MaskDecoderPrediction:
+class MaskDecoderPrediction(ModelOutput):
     """
     One prediction of the mask decoder (from the un-updated queries, or after a decoder layer).
 
@@ -27,7 +28,7 @@ class MaskDecoderPrediction:
         region_queries_logits: (batch, num_regions, num_queries) similarity to each visual-prompt region, or `None`.
     """
 
-    masks_queries_logits: torch.Tensor
+    masks_queries_logits: torch.Tensor | None = None
     seg_queries_logits: torch.Tensor | None = None
     class_queries_logits: torch.Tensor | None = None
     region_queries_logits: torch.Tensor | None = None

@@ -7,10 +7,12 @@ from torch import nn
 from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
+from transformers.loss.loss_utils import ForCausalLMLoss
 from transformers.utils import ModelOutput
 
 from .configuration_hyperseg import HyperSegConfig
 from .fine_grained_perceiver import FineGrainedVisualPerceiver
+from .loss_hyperseg import HyperSegLoss
 from .mask_decoder import HyperSegMaskDecoder, MaskDecoderPrediction
 from .pixel_decoder import HyperSegPixelDecoder
 from .region_sampler import RegionSampler
@@ -116,6 +118,9 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
     ordinary text whose positions are given by `referring_prompt_mask` / `class_prompt_index`.
     """
 
+    # the loss is a mean over target masks, not a sum over tokens: let Trainer divide by gradient accumulation
+    accepts_loss_kwargs = False
+
     def __init__(self, config: HyperSegConfig):
         super().__init__(config)
         text_hidden = config.text_config.hidden_size
@@ -136,6 +141,15 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         self.seg_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
         self.class_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
         self.region_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
+        self.criterion = HyperSegLoss(
+            class_weight=config.class_weight,
+            mask_weight=config.mask_weight,
+            dice_weight=config.dice_weight,
+            num_points=config.train_num_points,
+            oversample_ratio=config.oversample_ratio,
+            importance_sample_ratio=config.importance_sample_ratio,
+            background_class_weight=config.background_class_weight,
+        )
         self.post_init()
 
     def get_input_embeddings(self):
@@ -178,6 +192,9 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
         use_cache: bool | None = None,
+        mask_labels: list[torch.Tensor] | None = None,
+        class_labels: list[torch.LongTensor] | None = None,
+        labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> HyperSegOutput:
         r"""
@@ -203,6 +220,13 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             own draws.
         temporal_latents (`torch.FloatTensor` of shape `(batch_size, num_latents, perceiver_hidden_size)`, *optional*):
             The previous video frame's `temporal_latents`; `None` for an image or the first frame.
+        mask_labels (`list[torch.Tensor]`, *optional*):
+            Per sample, `(num_targets, backbone_size, backbone_size)` binary target masks, padded like the backbone
+            input. For interactive prompts, target k is the object of visual prompt k.
+        class_labels (`list[torch.LongTensor]`, *optional*):
+            Per sample, `(num_targets,)` class-prompt indices of the targets (class-name tasks).
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Next-token targets (-100 = ignored), aligned with `input_ids`; adds the language-modelling loss.
         """
         use_cache = use_cache if use_cache is not None else False
         slots = self._placeholder_masks(input_ids)
@@ -250,16 +274,25 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         hidden_states = llm_outputs.last_hidden_state  # (batch, length, llm_hidden)
 
         output = HyperSegOutput(llm_last_hidden_state=hidden_states, past_key_values=llm_outputs.past_key_values)
-        if not slots["query"].any():
+        losses = {}
+        if labels is not None or not slots["query"].any():
             output.logits = self.lm_head(hidden_states)
-            return output
+        if labels is not None:
+            losses["loss_lm"] = ForCausalLMLoss(output.logits, labels, vocab_size=self.config.text_config.vocab_size)
+        if not slots["query"].any():
+            return self._with_loss(output, losses)
 
         if slots["temporal"].any():
             latent_states = _gather_slots(hidden_states, slots["temporal"], "<temporal>")
             output.temporal_latents = self.perceiver.next_latents(latent_states)
 
         predictions = self._decode_masks(
-            hidden_states, slots, backbone_features, referring_prompt_mask, class_prompt_index
+            hidden_states,
+            slots,
+            backbone_features,
+            referring_prompt_mask,
+            class_prompt_index,
+            score_all_predictions=self.training or mask_labels is not None,
         )
         final = predictions[-1]
         output.masks_queries_logits = final.masks_queries_logits
@@ -267,7 +300,40 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         output.class_queries_logits = final.class_queries_logits
         output.region_queries_logits = final.region_queries_logits
         output.auxiliary_predictions = predictions[:-1]
+        if mask_labels is not None:
+            self._check_targets(mask_labels, class_labels, backbone_pixel_values, final)
+            losses.update(self.criterion.get_weighted_loss_dict(self.criterion(predictions, mask_labels, class_labels)))
+        return self._with_loss(output, losses)
+
+    @staticmethod
+    def _with_loss(output: HyperSegOutput, losses: dict[str, torch.Tensor]) -> HyperSegOutput:
+        if losses:
+            output.loss_dict = losses
+            output.loss = sum(losses.values())
         return output
+
+    @staticmethod
+    def _check_targets(mask_labels, class_labels, backbone_pixel_values, prediction: MaskDecoderPrediction):
+        """Clear errors for targets that would otherwise fail deep inside the criterion or silently mislead it."""
+        padded_size = tuple(backbone_pixel_values.shape[-2:])
+        if len(mask_labels) != backbone_pixel_values.shape[0]:
+            raise ValueError(f"got mask_labels for {len(mask_labels)} samples but {backbone_pixel_values.shape[0]} images")
+        for index, masks in enumerate(mask_labels):
+            if masks.dim() != 3 or tuple(masks.shape[-2:]) != padded_size:
+                raise ValueError(
+                    f"mask_labels of sample {index} have shape {tuple(masks.shape)}; expected "
+                    f"(num_targets, {padded_size[0]}, {padded_size[1]}), padded like backbone_pixel_values"
+                )
+            if prediction.class_queries_logits is not None:
+                if class_labels is None:
+                    raise ValueError("class-name prompts need class_labels with the mask_labels")
+                num_classes = prediction.class_queries_logits.shape[-1]
+                if len(class_labels[index]) != len(masks) or (class_labels[index] >= num_classes - 1).any():
+                    raise ValueError(
+                        f"class_labels of sample {index} must give one class in [0, {num_classes - 2}] per target mask"
+                    )
+            if prediction.region_queries_logits is not None and len(masks) != prediction.region_queries_logits.shape[1]:
+                raise ValueError(f"sample {index} needs one target mask per visual prompt")
 
     def _decode_masks(
         self,
@@ -276,6 +342,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         backbone_features: tuple[torch.Tensor, ...],
         referring_prompt_mask: torch.Tensor | None,
         class_prompt_index: torch.LongTensor | None,
+        score_all_predictions: bool,
     ) -> list[MaskDecoderPrediction]:
         queries = self.query_projector(_gather_slots(hidden_states, slots["query"], "mask-query"))
 
@@ -310,7 +377,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             seg_embeddings=seg_embeddings,
             class_embeddings=class_embeddings,
             region_embeddings=region_embeddings,
-            score_all_predictions=self.training,
+            score_all_predictions=score_all_predictions,
         )
 
 
