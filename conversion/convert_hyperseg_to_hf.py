@@ -2,15 +2,18 @@
 
     python -m hyperseg.conversion.convert_hyperseg_to_hf --original_dir DIR --output_dir OUT
 
-DIR holds the release as published: `config.json` (model_type `mipha_phi`), the weights as safetensors (one file,
-or shards with `model.safetensors.index.json`), the tokenizer files and optionally `mask_config.json` (the
-Mask2Former YAML values, plus a `HYPERSEG_TINY` section for the sizes the original code hard-codes). Without it the
-Swin-B / Mask2Former values of HyperSeg-3B are used. Tensors are read with safetensors only: nothing is unpickled.
+DIR holds a HyperSeg or InstructSeg release as published (the kind is read from `architectures`, or given with
+`--model_kind`): `config.json` (model_type `mipha_phi`), the weights as safetensors (one file, or shards with
+`model.safetensors.index.json`), the tokenizer files and optionally `mask_config.json` (the Mask2Former YAML values,
+plus a `HYPERSEG_TINY` / `INSTRUCTSEG_TINY` section for the sizes the original code hard-codes). Without it the
+Swin-B / Mask2Former values of the released models are used. Tensors are read with safetensors only: nothing is
+unpickled.
 """
 
 import argparse
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,6 +21,9 @@ from safetensors import safe_open
 from transformers import AutoTokenizer
 
 from ..modeling import HyperSegConfig, HyperSegForUniversalSegmentation
+
+# the 133 COCO-panoptic categories (names as in panoptic_val2017.json, which PSALM's class-name prompts use)
+COCO_PANOPTIC_CATEGORIES_FILE = Path(__file__).with_name("coco_panoptic_categories.json")
 
 # sizes HyperSeg-3B uses where a release folder has no mask_config.json (Swin-B, Mask2Former panoptic YAML, and the
 # constants of the original modeling code)
@@ -35,7 +41,23 @@ HYPERSEG_3B_HARDCODED = {
     "PERCEIVER_DIM_HEAD": 64,
     "PERCEIVER_HEADS": 8,
     "PIXEL_DECODER_DIM_FEEDFORWARD": 1024,
+    "LM_HEAD_OUT": 51200,
 }
+# InstructSeg's hard-coded sizes (released values; a `INSTRUCTSEG_TINY` section of mask_config.json overrides them)
+INSTRUCTSEG_3B_HARDCODED = {
+    "OVP_DIM_HEAD": 128,
+    "OVP_HEADS": 8,
+    "OVP_DEPTH": 3,
+    "OVP_FF_MULT": 2,
+    "VMTF_DIM": 1024,
+    "VMTF_DIM_HEAD": 128,
+    "VMTF_HEADS": 8,
+    "VMTF_DEPTH": 3,
+    "VMTF_FF_MULT": 2,
+    "PIXEL_DECODER_DIM_FEEDFORWARD": 1024,
+    "LM_HEAD_OUT": 51200,
+}
+MODEL_KINDS = ("hyperseg", "instructseg")
 
 PLACEHOLDER_TOKENS = {
     "image_token_id": "<image>",
@@ -44,9 +66,19 @@ PLACEHOLDER_TOKENS = {
     "region_token_id": "<region>",
 }
 
+def _perceiver(suffix: str):
+    """Target for a perceiver tensor: `mgvp`/`ovp` layers are the model's perceiver, `vmtf` layers its text fusion."""
+
+    def target(match: re.Match) -> str:
+        owner = "text_fusion.resampler." if match.group(1) == "vmtf" else "perceiver.resampler."
+        return owner + match.expand(suffix)
+
+    return target
+
+
 # original name (regex) -> our name; applied in order, the first match wins. `None` drops a tensor that no inference
 # or training path of the original reads (see ORIGINAL_UNUSED_KEYS_REASONS).
-KEY_RULES: list[tuple[str, str | None]] = [
+KEY_RULES: list[tuple[str, str | Callable[[re.Match], str] | None]] = [
     # LLM
     (r"^model\.(embed_tokens|layers|final_layernorm)\.", r"language_model.\1."),
     (r"^lm_head\.", "lm_head."),
@@ -74,19 +106,24 @@ KEY_RULES: list[tuple[str, str | None]] = [
     (r"^model\.vision_tower_mask\.norm(\d)\.", lambda m: f"backbone.hidden_states_norms.stage{int(m.group(1)) + 1}."),
     # fine-grained visual perceiver and the temporal latents
     (r"^temporal_query$", "perceiver.latents"),
-    (r"^local_project\.", "perceiver.input_projections."),
+    (r"^local_project\.(\d+)\.", r"perceiver.input_projections.\1."),
     (r"^level_embed\.", "perceiver.level_embed."),
     (r"^expanded_seg_query_project\.", "perceiver.output_projection."),
     (r"^temporal_query_project\.", "perceiver.temporal_projection."),
-    (r"^mgvp_layers\.layers\.(\d+)\.0\.norm_media\.", r"perceiver.resampler.layers.\1.attention.media_norm."),
-    (r"^mgvp_layers\.layers\.(\d+)\.0\.norm_latents\.", r"perceiver.resampler.layers.\1.attention.latents_norm."),
-    (r"^mgvp_layers\.layers\.(\d+)\.0\.to_q\.", r"perceiver.resampler.layers.\1.attention.q_proj."),
-    (r"^mgvp_layers\.layers\.(\d+)\.0\.to_kv\.", r"perceiver.resampler.layers.\1.attention.kv_proj."),
-    (r"^mgvp_layers\.layers\.(\d+)\.0\.to_out\.", r"perceiver.resampler.layers.\1.attention.o_proj."),
-    (r"^mgvp_layers\.layers\.(\d+)\.1\.0\.", r"perceiver.resampler.layers.\1.feed_forward.norm."),
-    (r"^mgvp_layers\.layers\.(\d+)\.1\.1\.", r"perceiver.resampler.layers.\1.feed_forward.fc1."),
-    (r"^mgvp_layers\.layers\.(\d+)\.1\.3\.", r"perceiver.resampler.layers.\1.feed_forward.fc2."),
-    (r"^mgvp_layers\.norm\.", "perceiver.resampler.norm."),
+    # the perceivers (HyperSeg's fine-grained `mgvp_layers`, InstructSeg's `ovp_layers` and `vmtf_layers`)
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.0\.norm_media\.", _perceiver(r"layers.\2.attention.media_norm.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.0\.norm_latents\.", _perceiver(r"layers.\2.attention.latents_norm.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.0\.to_q\.", _perceiver(r"layers.\2.attention.q_proj.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.0\.to_kv\.", _perceiver(r"layers.\2.attention.kv_proj.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.0\.to_out\.", _perceiver(r"layers.\2.attention.o_proj.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.1\.0\.", _perceiver(r"layers.\2.feed_forward.norm.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.1\.1\.", _perceiver(r"layers.\2.feed_forward.fc1.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.layers\.(\d+)\.1\.3\.", _perceiver(r"layers.\2.feed_forward.fc2.")),
+    (r"^(mgvp|ovp|vmtf)_layers\.norm\.", _perceiver("norm.")),
+    # InstructSeg's text fusion
+    (r"^local_project\.(weight|bias)$", r"text_fusion.visual_projection.\1"),
+    (r"^text_vmtf_projector\.", "text_fusion.text_projection."),
+    (r"^origin_SEG_token_projector\.", "text_fusion.global_projection."),
     # LLM -> decoder projections
     (r"^seg_query$", "mask_queries"),
     (r"^seg_query_projector\.", "query_projector."),
@@ -194,26 +231,57 @@ def _merge(defaults: dict, overrides: dict) -> dict:
     return merged
 
 
+def _system_fields(model_kind: str, hardcoded: dict, latents_shape: tuple[int, int]) -> dict:
+    """The config fields that differ between HyperSeg and InstructSeg."""
+    num_latents, latent_width = latents_shape
+    if model_kind == "hyperseg":
+        return {
+            "perceiver_type": "fine_grained",
+            "perceiver_num_latents": num_latents,
+            "perceiver_hidden_size": latent_width,
+            "perceiver_num_heads": hardcoded["PERCEIVER_HEADS"],
+            "perceiver_head_dim": hardcoded["PERCEIVER_DIM_HEAD"],
+        }
+    return {
+        "perceiver_type": "object_aware",
+        "perceiver_num_latents": num_latents,
+        "perceiver_num_heads": hardcoded["OVP_HEADS"],
+        "perceiver_head_dim": hardcoded["OVP_DIM_HEAD"],
+        "perceiver_num_layers": hardcoded["OVP_DEPTH"],
+        "perceiver_ff_mult": hardcoded["OVP_FF_MULT"],
+        "text_fusion": "vmtf",
+        "text_fusion_hidden_size": hardcoded["VMTF_DIM"],
+        "text_fusion_num_heads": hardcoded["VMTF_HEADS"],
+        "text_fusion_head_dim": hardcoded["VMTF_DIM_HEAD"],
+        "text_fusion_num_layers": hardcoded["VMTF_DEPTH"],
+        "text_fusion_ff_mult": hardcoded["VMTF_FF_MULT"],
+        "prompt_heads": ["seg"],
+    }
+
+
 def build_config(
-    original_config: dict, mask_config: dict | None, token_ids: dict[str, int], latents_shape: tuple[int, int]
+    original_config: dict,
+    mask_config: dict | None,
+    token_ids: dict[str, int],
+    latents_shape: tuple[int, int],
+    model_kind: str = "hyperseg",
 ) -> HyperSegConfig:
     """
     HyperSegConfig from the original `config.json`, the Mask2Former values, the tokenizer's special ids and the shape
     of the released perceiver latents (`temporal_query`, whose size the original code hard-codes).
     """
     mask_config = _merge(HYPERSEG_3B_MASK_CONFIG, mask_config or {})
-    hardcoded = _merge(HYPERSEG_3B_HARDCODED, mask_config.get("HYPERSEG_TINY", {}))
+    if model_kind == "hyperseg":
+        hardcoded = _merge(HYPERSEG_3B_HARDCODED, mask_config.get("HYPERSEG_TINY", {}))
+    else:
+        hardcoded = _merge(INSTRUCTSEG_3B_HARDCODED, mask_config.get("INSTRUCTSEG_TINY", {}))
     swin, mask_former = mask_config["MODEL"]["SWIN"], mask_config["MODEL"]["MASK_FORMER"]
     sem_seg_head = mask_config["MODEL"]["SEM_SEG_HEAD"]
     vision = original_config["vision_config"]["vision_tower"]
     projector = original_config["vision_config"]["mm_projector"]
     if projector.get("mm_projector_type", "mlp2x_gelu") != "mlp2x_gelu":
         raise ValueError(f"unsupported projector type {projector['mm_projector_type']!r} (HyperSeg uses mlp2x_gelu)")
-    lm_head_width = hardcoded.get("LM_HEAD_OUT", 51200)
-    if lm_head_width != original_config["vocab_size"]:
-        raise ValueError(
-            f"lm_head has {lm_head_width} rows but the vocabulary {original_config['vocab_size']}: not supported"
-        )
+    lm_head_width = hardcoded["LM_HEAD_OUT"]
     text_config = {
         "model_type": "phi",
         "vocab_size": original_config["vocab_size"],
@@ -283,10 +351,8 @@ def build_config(
         mask_feature_size=sem_seg_head["MASK_DIM"],
         pixel_decoder_layers=sem_seg_head["TRANSFORMER_ENC_LAYERS"],
         pixel_decoder_feedforward_dim=hardcoded["PIXEL_DECODER_DIM_FEEDFORWARD"],
-        perceiver_num_latents=latents_shape[0],
-        perceiver_hidden_size=latents_shape[1],
-        perceiver_num_heads=hardcoded["PERCEIVER_HEADS"],
-        perceiver_head_dim=hardcoded["PERCEIVER_DIM_HEAD"],
+        lm_head_vocab_size=lm_head_width if lm_head_width != original_config["vocab_size"] else None,
+        **_system_fields(model_kind, hardcoded, latents_shape),
         seg_token_id=token_ids["seg_token_id"],
         image_token_id=token_ids["image_token_id"],
         temporal_token_id=token_ids["temporal_token_id"],
@@ -311,7 +377,7 @@ def convert_tokenizer(original_dir: Path):
     return tokenizer, token_ids
 
 
-def build_processor(original_dir: Path, config: HyperSegConfig, tokenizer):
+def build_processor(config: HyperSegConfig, tokenizer, model_kind: str):
     from ..processing import HyperSegImageProcessor, HyperSegProcessor
 
     vision_size = config.vision_config.image_size
@@ -324,21 +390,35 @@ def build_processor(original_dir: Path, config: HyperSegConfig, tokenizer):
         num_image_tokens=config.num_image_tokens,
         num_temporal_tokens=config.perceiver_num_latents,
         num_queries=config.num_queries,
+        prompt_style=model_kind,
     )
 
 
-def convert(original_dir: Path, output_dir: Path) -> list[str]:
-    """Writes the converted model and processor to `output_dir`; returns the original tensors left out as unused."""
+def detect_model_kind(original_config: dict) -> str:
+    """`instructseg` for a release whose architectures name InstructSeg, else `hyperseg`."""
+    return "instructseg" if "InstructSeg" in (original_config.get("architectures") or []) else "hyperseg"
+
+
+def convert(original_dir: Path, output_dir: Path, model_kind: str | None = None) -> list[str]:
+    """
+    Writes the converted model and processor to `output_dir`; returns the original tensors left out as unused.
+    `model_kind` (`"hyperseg"` or `"instructseg"`) defaults to what the release's `architectures` say.
+    """
     original_dir = Path(original_dir)
     config_file = original_dir / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file} not found: --original_dir must be an original HyperSeg release folder")
     original_config = json.loads(config_file.read_text())
+    model_kind = model_kind or detect_model_kind(original_config)
+    if model_kind not in MODEL_KINDS:
+        raise ValueError(f"model_kind must be one of {MODEL_KINDS}, got {model_kind!r}")
     mask_config_file = original_dir / "mask_config.json"
     mask_config = json.loads(mask_config_file.read_text()) if mask_config_file.exists() else None
     tensors = load_original_tensors(original_dir)
     tokenizer, token_ids = convert_tokenizer(original_dir)
-    config = build_config(original_config, mask_config, token_ids, tuple(tensors["temporal_query"].shape))
+    config = build_config(
+        original_config, mask_config, token_ids, tuple(tensors["temporal_query"].shape), model_kind=model_kind
+    )
 
     state_dict, unused = convert_state_dict(tensors, config)
     with torch.device("meta"):
@@ -346,8 +426,13 @@ def convert(original_dir: Path, output_dir: Path) -> list[str]:
     missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
     if missing or unexpected:
         raise KeyError(f"conversion mismatch: missing {missing}, unexpected {unexpected}")
+    processor = build_processor(config, tokenizer, model_kind)
+    if "class" in config.prompt_heads:
+        # prompt-free calls (transformers' image-segmentation pipeline) segment the COCO-panoptic vocabulary
+        categories = json.loads(COCO_PANOPTIC_CATEGORIES_FILE.read_text())
+        processor.set_default_vocabulary(config, [category["name"] for category in categories])
     model.save_pretrained(output_dir)
-    build_processor(original_dir, config, tokenizer).save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
     return unused
 
 
@@ -355,8 +440,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--original_dir", required=True, type=Path, help="original HyperSeg release folder")
     parser.add_argument("--output_dir", required=True, type=Path, help="where to write the converted model")
+    parser.add_argument(
+        "--model_kind", choices=MODEL_KINDS, help="hyperseg or instructseg (default: from the release's architectures)"
+    )
     args = parser.parse_args(argv)
-    unused = convert(args.original_dir, args.output_dir)
+    unused = convert(args.original_dir, args.output_dir, args.model_kind)
     print(f"converted {args.original_dir} -> {args.output_dir}; {len(unused)} original tensors left out as unused")
 
 

@@ -1,6 +1,8 @@
-"""HyperSeg modeling: configuration, the model and its building blocks.
+"""HyperSeg modeling: configuration, the model, its building blocks and its pipeline.
 
-Importing this package registers HyperSeg with transformers' Auto classes.
+Importing this package registers HyperSeg with transformers' Auto classes (so folders load without
+`trust_remote_code`), and marks the configuration for remote code: its `save_pretrained` writes `auto_map` and copies
+the configuration module, as the model's does for every modeling module (see `hub_hyperseg`).
 """
 
 from transformers import (
@@ -12,9 +14,17 @@ from transformers import (
 
 from .configuration_hyperseg import HyperSegConfig
 from .modeling_hyperseg import HyperSegForUniversalSegmentation, HyperSegOutput, HyperSegPreTrainedModel
+from .pipeline_hyperseg import HyperSegSegmentationPipeline
 
 AutoConfig.register(HyperSegConfig.model_type, HyperSegConfig, exist_ok=True)
 for _auto_class in (AutoModel, AutoModelForUniversalSegmentation, AutoModelForImageSegmentation):
     _auto_class.register(HyperSegConfig, HyperSegForUniversalSegmentation, exist_ok=True)
+HyperSegConfig.register_for_auto_class()
 
-__all__ = ["HyperSegConfig", "HyperSegForUniversalSegmentation", "HyperSegOutput", "HyperSegPreTrainedModel"]
+__all__ = [
+    "HyperSegConfig",
+    "HyperSegForUniversalSegmentation",
+    "HyperSegOutput",
+    "HyperSegPreTrainedModel",
+    "HyperSegSegmentationPipeline",
+]

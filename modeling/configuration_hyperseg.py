@@ -46,17 +46,32 @@ class HyperSegConfig(PreTrainedConfig):
             Deformable-attention encoder layers of the pixel decoder.
         pixel_decoder_feedforward_dim (`int`, *optional*, defaults to 1024):
             Feed-forward width of those layers (HyperSeg hard-codes 1024, not the mask decoder's 2048).
+        perceiver_type (`str`, *optional*, defaults to `"fine_grained"`):
+            What fills the `<temporal>` placeholders: `"fine_grained"` (HyperSeg's perceiver over the Swin scales,
+            whose latents are carried from one video frame to the next), `"object_aware"` (InstructSeg's perceiver
+            over reference frames and the prompt) or `None` (no such tokens; no video tasks).
         perceiver_num_latents (`int`, *optional*, defaults to 128):
-            Latent tokens of the fine-grained visual perceiver; they fill the `<temporal>` placeholders and are the
-            state carried from one video frame to the next.
+            Latent tokens of the perceiver (per reference frame for `"object_aware"`).
         perceiver_hidden_size (`int`, *optional*, defaults to 512):
-            Width of the perceiver latents.
+            Width of the fine-grained perceiver latents (the object-aware perceiver works at the LLM width).
+        perceiver_num_layers (`int`, *optional*, defaults to 3):
+            Perceiver depth; the fine-grained perceiver has one layer per Swin scale (strides 8, 16, 32).
         perceiver_num_heads (`int`, *optional*, defaults to 8):
             Attention heads of the perceiver.
         perceiver_head_dim (`int`, *optional*, defaults to 64):
             Width of one perceiver attention head (the inner width is `heads * head_dim`).
         perceiver_ff_mult (`int`, *optional*, defaults to 4):
             Feed-forward expansion of the perceiver.
+        text_fusion (`str`, *optional*):
+            `"vmtf"` for InstructSeg's vision-guided multi-granularity text fusion of the referring prompt, `None`
+            for HyperSeg's mean prompt state.
+        text_fusion_hidden_size, text_fusion_num_heads, text_fusion_head_dim, text_fusion_num_layers, text_fusion_ff_mult (`int`, *optional*):
+            Sizes of that fusion (released InstructSeg: 1024, 8, 128, 3, 2).
+        prompt_heads (`list[str]`, *optional*, defaults to `["seg", "class", "region"]`):
+            Which prompt kinds the mask queries can be scored against: referring `[SEG]`, class names, regions.
+        lm_head_vocab_size (`int`, *optional*):
+            Rows of the language-model head when they differ from `text_config.vocab_size` (the released checkpoints
+            keep 51200 rows while the embeddings follow the tokenizer).
         region_sample_points (`int`, *optional*, defaults to 512):
             Points sampled inside each visual-prompt region to pool its feature.
         region_sampler_seed (`int`, *optional*, defaults to 0):
@@ -66,6 +81,11 @@ class HyperSegConfig(PreTrainedConfig):
             pooled region features.
         seg_token_id (`int`, *optional*):
             Id of the `[SEG]` token closing every pooled prompt.
+        default_prompt_inputs (`dict[str, list[int]]`, *optional*):
+            The prompt run when `forward` gets pixels but no `input_ids` (as transformers' `image-segmentation`
+            pipeline calls it): the panoptic prompt over `id2label`, as `input_ids`, `attention_mask` and
+            `class_prompt_index` with every placeholder run collapsed to one token. Written by
+            [`HyperSegProcessor.set_default_vocabulary`].
         class_weight, mask_weight, dice_weight (`float`, *optional*, defaults to 2.0, 5.0, 5.0):
             Weights of the classification-type terms (SEG / class-name / region) and of the mask BCE and dice terms.
         background_class_weight (`float`, *optional*, defaults to 0.1):
@@ -97,11 +117,21 @@ class HyperSegConfig(PreTrainedConfig):
     mask_feature_size: int = 256
     pixel_decoder_layers: int = 6
     pixel_decoder_feedforward_dim: int = 1024
+    perceiver_type: str | None = "fine_grained"
     perceiver_num_latents: int = 128
     perceiver_hidden_size: int = 512
+    perceiver_num_layers: int = 3
     perceiver_num_heads: int = 8
     perceiver_head_dim: int = 64
     perceiver_ff_mult: int = 4
+    text_fusion: str | None = None
+    text_fusion_hidden_size: int = 1024
+    text_fusion_num_heads: int = 8
+    text_fusion_head_dim: int = 128
+    text_fusion_num_layers: int = 3
+    text_fusion_ff_mult: int = 2
+    prompt_heads: list[str] | None = None
+    lm_head_vocab_size: int | None = None
     region_sample_points: int = 512
     region_sampler_seed: int = 0
     image_token_id: int | None = None
@@ -109,6 +139,7 @@ class HyperSegConfig(PreTrainedConfig):
     query_token_id: int | None = None
     region_token_id: int | None = None
     seg_token_id: int | None = None
+    default_prompt_inputs: dict[str, list[int]] | None = None
     class_weight: float = 2.0
     mask_weight: float = 5.0
     dice_weight: float = 5.0
@@ -124,6 +155,17 @@ class HyperSegConfig(PreTrainedConfig):
             # the pixel decoder needs all four strides (4, 8, 16, 32)
             self.backbone_config.out_features = ["stage1", "stage2", "stage3", "stage4"]
             self.backbone_config.out_indices = [1, 2, 3, 4]
+        if self.prompt_heads is None:
+            self.prompt_heads = ["seg", "class", "region"]
+        unknown_heads = set(self.prompt_heads) - {"seg", "class", "region"}
+        if unknown_heads:
+            raise ValueError(f"unknown prompt_heads {sorted(unknown_heads)}; allowed: seg, class, region")
+        if self.perceiver_type not in ("fine_grained", "object_aware", None):
+            raise ValueError(f"perceiver_type must be 'fine_grained', 'object_aware' or None, got {self.perceiver_type!r}")
+        if self.perceiver_type == "fine_grained" and self.perceiver_num_layers != 3:
+            raise ValueError("the fine-grained perceiver has one layer per Swin scale: perceiver_num_layers must be 3")
+        if self.text_fusion not in ("vmtf", None):
+            raise ValueError(f"text_fusion must be 'vmtf' or None, got {self.text_fusion!r}")
         if self.pixel_decoder_hidden_size % 32 or self.mask_feature_size % 32:
             raise ValueError(
                 "pixel_decoder_hidden_size and mask_feature_size must be multiples of 32 (GroupNorm with 32 groups), "
@@ -134,6 +176,11 @@ class HyperSegConfig(PreTrainedConfig):
     def num_image_tokens(self) -> int:
         """Number of `<image>` tokens: one per vision-tower patch."""
         return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+
+    @property
+    def seg_embedding_size(self) -> int:
+        """Width of the pooled referring-prompt embedding before its projection to the decoder width."""
+        return 2 * self.text_fusion_hidden_size if self.text_fusion == "vmtf" else self.text_config.hidden_size
 
     @property
     def backbone_channels(self) -> list[int]:
@@ -230,6 +277,31 @@ class HyperSegConfig(PreTrainedConfig):
         }
         defaults.update(kwargs)
         return cls(**defaults)
+
+    @classmethod
+    def instructseg_3b(cls, **kwargs) -> "HyperSegConfig":
+        """
+        The released InstructSeg architecture: HyperSeg-3B's LLM, towers and mask decoder, with the object-aware video
+        perceiver (128 latents per reference frame, 8 heads x 128, depth 3, FF x2) instead of the fine-grained one,
+        VMTF text fusion (1024 wide, 8 heads x 128, depth 3, FF x2), and referring heads only.
+        """
+        defaults = {
+            "perceiver_type": "object_aware",
+            "perceiver_num_latents": 128,
+            "perceiver_num_heads": 8,
+            "perceiver_head_dim": 128,
+            "perceiver_num_layers": 3,
+            "perceiver_ff_mult": 2,
+            "text_fusion": "vmtf",
+            "text_fusion_hidden_size": 1024,
+            "text_fusion_num_heads": 8,
+            "text_fusion_head_dim": 128,
+            "text_fusion_num_layers": 3,
+            "text_fusion_ff_mult": 2,
+            "prompt_heads": ["seg"],
+        }
+        defaults.update(kwargs)
+        return cls.hyperseg_3b(**defaults)
 
 
 __all__ = ["HyperSegConfig"]

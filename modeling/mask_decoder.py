@@ -38,7 +38,8 @@ class HyperSegMaskDecoder(nn.Module):
     """
     Mask2Former's masked-attention decoder run on queries computed by the LLM (there are no learned query features).
     Each prediction's queries are scored against prompt embeddings through small MLP heads: `seg_head` for the
-    pooled referring prompt, `class_head` for class names, `region_head` for visual-prompt regions.
+    pooled referring prompt, `class_head` for class names, `region_head` for visual-prompt regions (each built only
+    when `config.prompt_heads` lists its kind).
     """
 
     def __init__(self, config: HyperSegConfig):
@@ -58,9 +59,14 @@ class HyperSegMaskDecoder(nn.Module):
         else:
             self.input_projections = nn.ModuleList([nn.Identity() for _ in range(self.num_feature_levels)])
         self.decoder = Mask2FormerMaskedAttentionDecoder(config.mask2former_config())
-        self.seg_head = Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
-        self.class_head = Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
-        self.region_head = Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
+        heads = config.prompt_heads
+        self.seg_head = self._prompt_head(hidden_size) if "seg" in heads else None
+        self.class_head = self._prompt_head(hidden_size) if "class" in heads else None
+        self.region_head = self._prompt_head(hidden_size) if "region" in heads else None
+
+    @staticmethod
+    def _prompt_head(hidden_size: int) -> Mask2FormerMLPPredictionHead:
+        return Mask2FormerMLPPredictionHead(hidden_size, hidden_size, hidden_size, num_layers=2)
 
     def forward(
         self,

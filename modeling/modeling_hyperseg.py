@@ -12,10 +12,13 @@ from transformers.utils import ModelOutput
 
 from .configuration_hyperseg import HyperSegConfig
 from .fine_grained_perceiver import FineGrainedVisualPerceiver
+from .hub_hyperseg import HyperSegHubMixin
 from .loss_hyperseg import HyperSegLoss
 from .mask_decoder import HyperSegMaskDecoder, MaskDecoderPrediction
+from .object_aware_perceiver import ObjectAwareVideoPerceiver
 from .pixel_decoder import HyperSegPixelDecoder
 from .region_sampler import RegionSampler
+from .text_fusion import VisionGuidedTextFusion
 from .vision_encoder import HyperSegMultiModalProjector, build_vision_tower
 
 
@@ -64,7 +67,7 @@ class HyperSegOutput(ModelOutput):
     past_key_values: Cache | None = None
 
 
-class HyperSegPreTrainedModel(PreTrainedModel):
+class HyperSegPreTrainedModel(HyperSegHubMixin, PreTrainedModel):
     config_class = HyperSegConfig
     base_model_prefix = ""
     main_input_name = "input_ids"
@@ -81,7 +84,7 @@ class HyperSegPreTrainedModel(PreTrainedModel):
         std = self.config.initializer_range
         if isinstance(module, HyperSegForUniversalSegmentation):
             init.normal_(module.mask_queries, std=std)
-        elif isinstance(module, FineGrainedVisualPerceiver):
+        elif isinstance(module, (FineGrainedVisualPerceiver, ObjectAwareVideoPerceiver)):
             init.normal_(module.latents, std=std)
         elif isinstance(module, HyperSegPixelDecoder):
             init.normal_(module.level_embed, std=std)
@@ -128,19 +131,24 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         self.vision_tower = build_vision_tower(config)
         self.multi_modal_projector = HyperSegMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
-        self.lm_head = nn.Linear(text_hidden, config.text_config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(text_hidden, config.lm_head_vocab_size or config.text_config.vocab_size, bias=False)
         self.backbone = AutoBackbone.from_config(config.backbone_config)
         # the backbone returns the per-stage normed maps; SwinModel's final LayerNorm output would be thrown away
         self.backbone.swin.layernorm = nn.Identity()
-        self.perceiver = FineGrainedVisualPerceiver(config)
+        perceivers = {"fine_grained": FineGrainedVisualPerceiver, "object_aware": ObjectAwareVideoPerceiver}
+        self.perceiver = perceivers[config.perceiver_type](config) if config.perceiver_type else None
+        self.text_fusion = VisionGuidedTextFusion(config) if config.text_fusion == "vmtf" else None
         self.pixel_decoder = HyperSegPixelDecoder(config)
         self.mask_decoder = HyperSegMaskDecoder(config)
-        self.region_sampler = RegionSampler(config.region_sample_points, config.region_sampler_seed)
         self.mask_queries = nn.Parameter(torch.zeros(config.num_queries, text_hidden))
         self.query_projector = nn.Linear(text_hidden, decoder_hidden)
-        self.seg_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
-        self.class_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
-        self.region_prompt_projector = nn.Linear(text_hidden, decoder_hidden)
+        heads = config.prompt_heads
+        self.seg_prompt_projector = nn.Linear(config.seg_embedding_size, decoder_hidden) if "seg" in heads else None
+        self.class_prompt_projector = nn.Linear(text_hidden, decoder_hidden) if "class" in heads else None
+        self.region_prompt_projector = nn.Linear(text_hidden, decoder_hidden) if "region" in heads else None
+        self.region_sampler = (
+            RegionSampler(config.region_sample_points, config.region_sampler_seed) if "region" in heads else None
+        )
         self.criterion = HyperSegLoss(
             class_weight=config.class_weight,
             mask_weight=config.mask_weight,
@@ -164,6 +172,19 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
 
+    def enable_input_require_grads(self):
+        """
+        Makes the LLM's input embeddings require grad, so that activation checkpointing and adapters train through a
+        frozen LLM. Only the LLM embeddings are hooked: the default hooks every sub-model's input embeddings, and the
+        Swin backbone's return a tuple, which cannot require grad.
+        """
+
+        def make_inputs_require_grads(module, input, output):
+            output.requires_grad_(True)
+
+        self._require_grads_hooks = [self.get_input_embeddings().register_forward_hook(make_inputs_require_grads)]
+        self._require_grads_hook = self._require_grads_hooks[0]
+
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(batch, 3, size, size) -> (batch, num_image_tokens, llm_hidden) projected vision-tower features."""
         return self.multi_modal_projector(self.vision_tower(pixel_values).last_hidden_state)
@@ -177,6 +198,32 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             "region": input_ids == config.region_token_id,
         }
 
+    def _default_prompt_inputs(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """`config.default_prompt_inputs` with its placeholders expanded, as `(batch_size, length)` tensors."""
+        config = self.config
+        prompt = config.default_prompt_inputs
+        if prompt is None:
+            raise ValueError(
+                "no input_ids were given and this checkpoint has no default prompt (config.default_prompt_inputs): "
+                "build the inputs with HyperSegProcessor, or set a default vocabulary with "
+                "HyperSegProcessor.set_default_vocabulary(model.config, class_names)"
+            )
+        num_classes = max(prompt["class_prompt_index"]) - 1  # without the trailing "background"
+        if num_classes != len(config.id2label):
+            raise ValueError(
+                f"config.default_prompt_inputs names {num_classes} classes but config.id2label has "
+                f"{len(config.id2label)}: update both with HyperSegProcessor.set_default_vocabulary"
+            )
+        input_ids = torch.tensor(prompt["input_ids"], device=device)
+        repeats = torch.ones_like(input_ids)
+        repeats[input_ids == config.image_token_id] = config.num_image_tokens
+        repeats[input_ids == config.temporal_token_id] = config.perceiver_num_latents
+        repeats[input_ids == config.query_token_id] = config.num_queries
+        return {
+            name: torch.tensor(values, device=device).repeat_interleave(repeats).repeat(batch_size, 1)
+            for name, values in prompt.items()
+        }
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -188,6 +235,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         class_prompt_index: torch.LongTensor | None = None,
         region_masks: list[torch.Tensor] | None = None,
         region_points: list[torch.Tensor] | None = None,
+        reference_pixel_values: torch.FloatTensor | None = None,
         temporal_latents: torch.FloatTensor | None = None,
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
@@ -198,8 +246,10 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         **kwargs,
     ) -> HyperSegOutput:
         r"""
-        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
-            Token ids from [`HyperSegProcessor`], with placeholders already expanded to their lengths.
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Token ids from [`HyperSegProcessor`], with placeholders already expanded to their lengths. Without them
+            the model runs its default prompt, `config.default_prompt_inputs` (panoptic over `config.id2label`), on
+            the pixels alone, as transformers' `image-segmentation` pipeline calls it.
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, size, size)`):
             The vision-tower input (filling the `<image>` tokens).
         backbone_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, backbone_size, backbone_size)`, *optional*):
@@ -218,8 +268,12 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         region_points (`list[torch.Tensor]`, *optional*):
             Per sample, `(num_regions, region_sample_points, 2)` pre-drawn (row, col) points, replacing the sampler's
             own draws.
+        reference_pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, 3, size, size)`, *optional*):
+            Vision-tower inputs of the reference frames read by InstructSeg's object-aware perceiver; without them
+            the image itself is the one reference frame.
         temporal_latents (`torch.FloatTensor` of shape `(batch_size, num_latents, perceiver_hidden_size)`, *optional*):
-            The previous video frame's `temporal_latents`; `None` for an image or the first frame.
+            The previous video frame's `temporal_latents` (HyperSeg's fine-grained perceiver); `None` for an image
+            or the first frame.
         mask_labels (`list[torch.Tensor]`, *optional*):
             Per sample, `(num_targets, backbone_size, backbone_size)` binary target masks, padded like the backbone
             input. For interactive prompts, target k is the object of visual prompt k.
@@ -229,7 +283,15 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             Next-token targets (-100 = ignored), aligned with `input_ids`; adds the language-modelling loss.
         """
         use_cache = use_cache if use_cache is not None else False
+        if input_ids is None:
+            images = backbone_pixel_values if backbone_pixel_values is not None else pixel_values
+            if images is None:
+                raise ValueError("forward needs input_ids, or pixel inputs to run the default prompt on")
+            default_prompt = self._default_prompt_inputs(images.shape[0], images.device)
+            input_ids, attention_mask = default_prompt["input_ids"], default_prompt["attention_mask"]
+            class_prompt_index = default_prompt["class_prompt_index"]
         slots = self._placeholder_masks(input_ids)
+        self._check_prompt_heads(referring_prompt_mask, class_prompt_index, slots["region"].any())
         is_placeholder = slots["image"] | slots["temporal"] | slots["query"] | slots["region"]
         inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(is_placeholder, 0))
         batch_size = input_ids.shape[0]
@@ -248,8 +310,10 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             backbone_features = self.backbone(backbone_pixel_values).feature_maps  # strides 4, 8, 16, 32
 
         if slots["temporal"].any():
-            latents = self.perceiver.initial_latents(batch_size) if temporal_latents is None else temporal_latents
-            perceiver_tokens = self.perceiver(list(backbone_features[1:]), latents)  # (batch, num_latents, llm_hidden)
+            perceiver_tokens = self._perceive(
+                backbone_features, image_features, inputs_embeds, referring_prompt_mask, reference_pixel_values,
+                temporal_latents,
+            )  # (batch, num_temporal_tokens, llm_hidden)
             inputs_embeds = _scatter_slots(inputs_embeds, slots["temporal"], perceiver_tokens, "<temporal>")
 
         if slots["query"].any():
@@ -282,7 +346,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         if not slots["query"].any():
             return self._with_loss(output, losses)
 
-        if slots["temporal"].any():
+        if isinstance(self.perceiver, FineGrainedVisualPerceiver):
             latent_states = _gather_slots(hidden_states, slots["temporal"], "<temporal>")
             output.temporal_latents = self.perceiver.next_latents(latent_states)
 
@@ -304,6 +368,45 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             self._check_targets(mask_labels, class_labels, backbone_pixel_values, final)
             losses.update(self.criterion.get_weighted_loss_dict(self.criterion(predictions, mask_labels, class_labels)))
         return self._with_loss(output, losses)
+
+    def _check_prompt_heads(self, referring_prompt_mask, class_prompt_index, has_regions: bool):
+        """A prompt kind the model has no head for is an error, not a silently unscored prompt."""
+        for name, present, projector in (
+            ("referring", referring_prompt_mask is not None, self.seg_prompt_projector),
+            ("class-name", class_prompt_index is not None, self.class_prompt_projector),
+            ("region", has_regions, self.region_prompt_projector),
+        ):
+            if present and projector is None:
+                raise ValueError(f"this model has no {name} head (prompt_heads={self.config.prompt_heads})")
+
+    def _perceive(
+        self,
+        backbone_features: tuple[torch.Tensor, ...],
+        image_features: torch.Tensor | None,
+        inputs_embeds: torch.Tensor,
+        referring_prompt_mask: torch.Tensor | None,
+        reference_pixel_values: torch.FloatTensor | None,
+        temporal_latents: torch.FloatTensor | None,
+    ) -> torch.Tensor:
+        """The tokens filling the `<temporal>` placeholders, from the model's perceiver."""
+        if self.perceiver is None:
+            raise ValueError("the prompt has <temporal> tokens but this model has no perceiver (perceiver_type=None)")
+        if isinstance(self.perceiver, FineGrainedVisualPerceiver):
+            batch_size = inputs_embeds.shape[0]
+            latents = self.perceiver.initial_latents(batch_size) if temporal_latents is None else temporal_latents
+            return self.perceiver(list(backbone_features[1:]), latents)
+        if referring_prompt_mask is None:
+            raise ValueError("the object-aware perceiver reads the referring prompt: referring_prompt_mask is required")
+        if reference_pixel_values is not None:
+            batch_size, num_frames = reference_pixel_values.shape[:2]
+            frame_features = self.get_image_features(reference_pixel_values.flatten(0, 1))
+            frame_features = frame_features.view(batch_size, num_frames, *frame_features.shape[1:])
+        elif image_features is not None:
+            frame_features = image_features.unsqueeze(1)  # a still image is its own reference frame
+        else:
+            raise ValueError("the object-aware perceiver needs pixel_values or reference_pixel_values")
+        prompt_embeddings = [embeds[mask.bool()] for embeds, mask in zip(inputs_embeds, referring_prompt_mask)]
+        return self.perceiver(frame_features, prompt_embeddings)
 
     @staticmethod
     def _with_loss(output: HyperSegOutput, losses: dict[str, torch.Tensor]) -> HyperSegOutput:
@@ -352,7 +455,11 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             counts = weights.sum(-1, keepdim=True)
             if (counts == 0).any():
                 raise ValueError("referring_prompt_mask marks no token for some sample")
-            pooled = torch.einsum("bl,blh->bh", weights, hidden_states) / counts  # (batch, llm_hidden)
+            if self.text_fusion is not None:
+                prompt_states = [states[mask.bool()] for states, mask in zip(hidden_states, referring_prompt_mask)]
+                pooled = self.text_fusion(prompt_states, backbone_features[-1])  # (batch, 2 * fusion_hidden)
+            else:
+                pooled = torch.einsum("bl,blh->bh", weights, hidden_states) / counts  # (batch, llm_hidden)
             seg_embeddings = self.seg_prompt_projector(pooled)
 
         class_embeddings = None

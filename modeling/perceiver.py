@@ -10,12 +10,14 @@ from torch import nn
 
 class PerceiverAttention(nn.Module):
     """
-    Latents attend to the concatenation of the (normalised) media tokens and themselves. Bias-free projections;
-    the inner width `num_heads * head_dim` need not equal `hidden_size`.
+    Latents attend to the concatenation of the (normalised) media tokens and the first `num_latent_keys` latents
+    (all of them when `None`). Bias-free projections; the inner width `num_heads * head_dim` need not equal
+    `hidden_size`.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, head_dim: int):
+    def __init__(self, hidden_size: int, num_heads: int, head_dim: int, num_latent_keys: int | None = None):
         super().__init__()
+        self.num_latent_keys = num_latent_keys
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.scale = head_dim**-0.5
@@ -34,8 +36,8 @@ class PerceiverAttention(nn.Module):
         media = self.media_norm(media)  # (batch, num_media, hidden)
         latents = self.latents_norm(latents)  # (batch, num_latents, hidden)
         query = self._split_heads(self.q_proj(latents)) * self.scale  # (batch, heads, num_latents, head_dim)
-        key, value = self.kv_proj(torch.cat([media, latents], dim=1)).chunk(2, dim=-1)
-        key, value = self._split_heads(key), self._split_heads(value)  # (batch, heads, num_media + num_latents, head_dim)
+        key, value = self.kv_proj(torch.cat([media, latents[:, : self.num_latent_keys]], dim=1)).chunk(2, dim=-1)
+        key, value = self._split_heads(key), self._split_heads(value)  # (batch, heads, num_media + num_keys, head_dim)
         attention = torch.matmul(query, key.transpose(-1, -2)).softmax(dim=-1)
         output = torch.matmul(attention, value).transpose(1, 2).flatten(2)  # (batch, num_latents, inner_dim)
         return self.o_proj(output)
@@ -56,9 +58,9 @@ class PerceiverFeedForward(nn.Module):
 
 
 class PerceiverLayer(nn.Module):
-    def __init__(self, hidden_size: int, num_heads: int, head_dim: int, ff_mult: int):
+    def __init__(self, hidden_size: int, num_heads: int, head_dim: int, ff_mult: int, num_latent_keys: int | None):
         super().__init__()
-        self.attention = PerceiverAttention(hidden_size, num_heads, head_dim)
+        self.attention = PerceiverAttention(hidden_size, num_heads, head_dim, num_latent_keys)
         self.feed_forward = PerceiverFeedForward(hidden_size, ff_mult)
 
     def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
@@ -67,16 +69,29 @@ class PerceiverLayer(nn.Module):
 
 
 class PerceiverResampler(nn.Module):
-    """`num_layers` perceiver layers followed by a LayerNorm; layer `i` reads `media[i]`."""
+    """
+    `num_layers` perceiver layers followed by a LayerNorm. `media` is one sequence read by every layer, or a list
+    with one sequence per layer.
+    """
 
-    def __init__(self, hidden_size: int, num_layers: int, num_heads: int, head_dim: int, ff_mult: int):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int,
+        num_heads: int,
+        head_dim: int,
+        ff_mult: int,
+        num_latent_keys: int | None = None,
+    ):
         super().__init__()
         self.layers = nn.ModuleList(
-            [PerceiverLayer(hidden_size, num_heads, head_dim, ff_mult) for _ in range(num_layers)]
+            [PerceiverLayer(hidden_size, num_heads, head_dim, ff_mult, num_latent_keys) for _ in range(num_layers)]
         )
         self.norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, latents: torch.Tensor, media: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor, media: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if isinstance(media, torch.Tensor):
+            media = [media] * len(self.layers)
         if len(media) != len(self.layers):
             raise ValueError(f"expected one media sequence per layer ({len(self.layers)}), got {len(media)}")
         for layer, layer_media in zip(self.layers, media):

@@ -174,6 +174,9 @@ def visual_prompt_to_mask(
 
 class HyperSegImageProcessorKwargs(ImagesKwargs, total=False):
     r"""
+    do_backbone (`bool`, *optional*, defaults to `self.do_backbone`):
+        Whether to prepare the Swin branch (`backbone_pixel_values`, `pixel_mask`); chat prompts and InstructSeg's
+        reference frames only read the SigLIP branch.
     backbone_size (`int`, *optional*, defaults to `self.backbone_size`):
         Side of the square Swin-branch input: the longest image side is resized to it, then the image is padded
         bottom/right to `backbone_size x backbone_size`.
@@ -191,6 +194,7 @@ class HyperSegImageProcessorKwargs(ImagesKwargs, total=False):
         Dilation radius (raw pixels) of scribble prompts.
     """
 
+    do_backbone: bool
     backbone_size: int
     backbone_resample: Annotated[PILImageResampling | int | None, resampling_validator()]
     backbone_pad_value: int | float
@@ -231,6 +235,7 @@ class HyperSegImageProcessor(PilBackend):
     image_mean = IMAGENET_STANDARD_MEAN
     image_std = IMAGENET_STANDARD_STD
     # Swin branch
+    do_backbone = True
     backbone_size = 1024
     backbone_resample = PILImageResampling.BILINEAR
     backbone_pad_value = 128
@@ -339,6 +344,7 @@ class HyperSegImageProcessor(PilBackend):
         do_normalize: bool,
         image_mean: float | tuple[float, ...],
         image_std: float | tuple[float, ...],
+        do_backbone: bool,
         backbone_size: int,
         backbone_resample: PILImageResampling,
         backbone_pad_value: float,
@@ -367,25 +373,23 @@ class HyperSegImageProcessor(PilBackend):
             return_tensors=None,
         )["pixel_values"]
 
-        # Swin branch: resize (longest side), pad with the raw pad value, then normalise
-        backbone_images = []
-        for image in images:
-            resized_height, resized_width = get_resized_size(*image.shape[1:], backbone_size)
-            resized_size = SizeDict(height=resized_height, width=resized_width)
-            backbone_images.append(self.resize(image, resized_size, resample=backbone_resample))
-        backbone_images, pixel_masks = self.pad(
-            backbone_images,
-            pad_size=SizeDict(height=backbone_size, width=backbone_size),
-            fill_value=backbone_pad_value,
-            return_mask=True,
-        )
-        backbone_images = [self.normalize(image, backbone_image_mean, backbone_image_std) for image in backbone_images]
-
-        data = {
-            "pixel_values": pixel_values,
-            "backbone_pixel_values": backbone_images,
-            "pixel_mask": pixel_masks,
-        }
+        data = {"pixel_values": pixel_values}
+        if do_backbone:
+            # Swin branch: resize (longest side), pad with the raw pad value, then normalise
+            backbone_images = []
+            for image in images:
+                resized_height, resized_width = get_resized_size(*image.shape[1:], backbone_size)
+                resized_size = SizeDict(height=resized_height, width=resized_width)
+                backbone_images.append(self.resize(image, resized_size, resample=backbone_resample))
+            backbone_images, pixel_masks = self.pad(
+                backbone_images,
+                pad_size=SizeDict(height=backbone_size, width=backbone_size),
+                fill_value=backbone_pad_value,
+                return_mask=True,
+            )
+            backbone_images = [self.normalize(image, backbone_image_mean, backbone_image_std) for image in backbone_images]
+            data["backbone_pixel_values"] = backbone_images
+            data["pixel_mask"] = pixel_masks
         encoded_inputs = BatchFeature(data=data, tensor_type=return_tensors)
 
         if visual_prompts is not None:

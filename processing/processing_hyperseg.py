@@ -1,9 +1,11 @@
 """HyperSegProcessor: builds the per-task prompts, tokenises them and prepares both image branches."""
 
+import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from .prompts import (
+    PROMPT_STYLES,
     TASKS,
     VIDEO_TASKS,
     Placeholder,
@@ -13,6 +15,14 @@ from .prompts import (
     UserText,
     build_prompt,
 )
+
+def _image_size(image) -> tuple[int, int]:
+    """(height, width) of a PIL image, an HWC array or a CHW tensor."""
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    shape = tuple(image.shape)
+    return shape[1:3] if isinstance(image, torch.Tensor) and shape[0] in (1, 3, 4) else shape[:2]
+
 
 PLACEHOLDER_TOKENS = {"image": "<image>", "temporal": "<temporal>", "queries": "<seg>", "region": "<region>"}
 CLASS_TASKS = ("panoptic", "instance", "semantic")
@@ -42,6 +52,9 @@ class HyperSegProcessor(ProcessorMixin):
         num_queries (`int`): mask queries.
         seg_token (`str`, defaults to `"[SEG]"`): the token closing every pooled prompt; when it is not a single
             token of the vocabulary, its first sub-token is used, as the original does.
+        prompt_style (`str`, defaults to `"hyperseg"`): `"hyperseg"` or `"instructseg"`, the wording and layout of
+            the prompts the model was trained with (InstructSeg puts `<temporal>` before `<image>`, and its video
+            tasks read reference frames).
     """
 
     def __init__(
@@ -52,9 +65,13 @@ class HyperSegProcessor(ProcessorMixin):
         num_temporal_tokens: int = 128,
         num_queries: int = 100,
         seg_token: str = "[SEG]",
+        prompt_style: str = "hyperseg",
         chat_template=None,
         **kwargs,
     ):
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+        self.prompt_style = prompt_style
         self.num_image_tokens = num_image_tokens
         self.num_temporal_tokens = num_temporal_tokens
         self.num_queries = num_queries
@@ -66,15 +83,18 @@ class HyperSegProcessor(ProcessorMixin):
         self.placeholder_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in PLACEHOLDER_TOKENS.items()}
         self.seg_token_id = tokenizer.encode(seg_token, add_special_tokens=False)[0]
 
-    @property
-    def placeholder_counts(self) -> dict[str, int]:
-        return {"image": self.num_image_tokens, "temporal": self.num_temporal_tokens, "queries": self.num_queries, "region": 1}
 
     def _encode_user_text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
-    def _tokenize_prompt(self, pieces: list) -> tuple[list[int], list[int], list[int]]:
-        """Token ids, referring-prompt flags and class-prompt indices of one prompt."""
+    def _tokenize_prompt(self, pieces: list, num_frames: int = 1) -> tuple[list[int], list[int], list[int]]:
+        """Token ids, referring-prompt flags and class-prompt indices of one prompt (`num_frames` perceiver inputs)."""
+        counts = {
+            "image": self.num_image_tokens,
+            "temporal": self.num_temporal_tokens * num_frames,
+            "queries": self.num_queries,
+            "region": 1,
+        }
         input_ids, referring, class_index = [], [], []
         num_classes = 0
 
@@ -95,7 +115,7 @@ class HyperSegProcessor(ProcessorMixin):
             if isinstance(piece, UserText):
                 extend(self._encode_user_text(piece.text))
             elif isinstance(piece, Placeholder):
-                extend([self.placeholder_ids[piece.name]] * self.placeholder_counts[piece.name])
+                extend([self.placeholder_ids[piece.name]] * counts[piece.name])
             elif isinstance(piece, SegToken):
                 extend([self.seg_token_id])
             elif isinstance(piece, PooledPrompt):
@@ -114,9 +134,21 @@ class HyperSegProcessor(ProcessorMixin):
         task: str = "referring",
         class_names: list[str] | list[list[str]] | None = None,
         visual_prompts: list | None = None,
+        reference_frames: list | None = None,
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
+        r"""
+        Args:
+            images: the image(s) to segment (PIL images, arrays or tensors); for video tasks, the target frame(s).
+            text: the referring expression / question, one per image.
+            task: one of `referring`, `reasoning`, `panoptic`, `instance`, `semantic`, `interactive`,
+                `referring_video`, `reasoning_video`, `chat`.
+            class_names: for `panoptic` / `instance` / `semantic`: one list for the batch or one per image.
+            visual_prompts: for `interactive`: per image a list of `{"box" | "point" | "scribble" | "mask": ...}`.
+            reference_frames: for video tasks of an InstructSeg model: the reference frames of the target frame
+                (a list of frames, or one list per image), picked e.g. with [`select_reference_frames`].
+        """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
         if images is None:
@@ -140,11 +172,23 @@ class HyperSegProcessor(ProcessorMixin):
                     raise ValueError(f"image {index} has no visual prompt")
 
         image_inputs = self.image_processor(
-            images, visual_prompts=prompts_per_image if task == "interactive" else None, return_tensors="pt"
+            images,
+            visual_prompts=prompts_per_image if task == "interactive" else None,
+            do_backbone=task != "chat",  # chat reads only the vision-tower input
+            return_tensors="pt",
         )
-        if task == "chat":
-            # chat reads only the vision-tower input
-            image_inputs = {"pixel_values": image_inputs["pixel_values"]}
+        num_frames = 1
+        if task in VIDEO_TASKS:
+            if self.num_temporal_tokens == 0:
+                raise ValueError(f"task {task!r} needs a video module, and this model has none (num_temporal_tokens=0)")
+            if self.prompt_style == "instructseg":
+                image_inputs["reference_pixel_values"] = self._reference_pixel_values(reference_frames, images)
+                num_frames = image_inputs["reference_pixel_values"].shape[1]
+        if reference_frames is not None and "reference_pixel_values" not in image_inputs:
+            raise ValueError(
+                "reference_frames are read by InstructSeg's video tasks only; HyperSeg carries the previous frame's "
+                "temporal_latents instead"
+            )
 
         encoded = [
             self._tokenize_prompt(
@@ -153,13 +197,36 @@ class HyperSegProcessor(ProcessorMixin):
                     text=texts[index],
                     class_names=names[index],
                     num_regions=len(prompts_per_image[index]) if prompts_per_image[index] else 0,
-                )
+                    style=self.prompt_style,
+                ),
+                num_frames=num_frames,
             )
             for index in range(batch_size)
         ]
         data = dict(image_inputs)
         data.update(self._pad(encoded, task))
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _reference_pixel_values(self, reference_frames, images: list) -> torch.Tensor:
+        """(batch, num_reference_frames, 3, size, size) vision-tower inputs of the reference frames."""
+        if not reference_frames:
+            raise ValueError("InstructSeg video tasks need `reference_frames` (the frames around the target frame)")
+        per_image = reference_frames if isinstance(reference_frames[0], (list, tuple)) else [reference_frames]
+        if len(per_image) != len(images):
+            raise ValueError(f"got {len(per_image)} lists of reference frames for {len(images)} target frames")
+        if len({len(frames) for frames in per_image}) != 1:
+            raise ValueError("every target frame of a batch needs the same number of reference frames")
+        for index, (image, frames) in enumerate(zip(images, per_image)):
+            target_size = _image_size(image)
+            for frame_index, frame in enumerate(frames):
+                if _image_size(frame) != target_size:
+                    raise ValueError(
+                        f"reference frame {frame_index} of sample {index} is {_image_size(frame)} (h, w) but the "
+                        f"target frame is {target_size}: all frames of a video must have one size"
+                    )
+        flat = [frame for frames in per_image for frame in frames]
+        pixel_values = self.image_processor(flat, do_backbone=False, return_tensors="pt")["pixel_values"]
+        return pixel_values.view(len(images), len(per_image[0]), *pixel_values.shape[1:])
 
     def _pad(self, encoded: list[tuple[list[int], list[int], list[int]]], task: str) -> dict[str, torch.Tensor]:
         """Right-pads to the longest sample. As in the original, pad-id tokens get attention 0."""
@@ -204,6 +271,28 @@ class HyperSegProcessor(ProcessorMixin):
             raise ValueError("every image of a batch needs the same number of class names")
         return names
 
+    def set_default_vocabulary(self, config, class_names: list[str]) -> None:
+        """
+        Makes `class_names` the vocabulary of prompt-free calls (`model(pixel_values=..., backbone_pixel_values=...)`,
+        as transformers' `image-segmentation` pipeline makes them): sets `config.id2label` / `config.label2id` and
+        `config.default_prompt_inputs`, the tokenised panoptic prompt over those names with every placeholder run
+        collapsed to one token (the model expands them again).
+
+        Args:
+            config ([`HyperSegConfig`]): the model's configuration, updated in place.
+            class_names (`list[str]`): the class names, in label-id order ("background" is appended to the prompt).
+        """
+        names = self._class_names(class_names, 1)[0]
+        pieces = build_prompt("panoptic", class_names=names, style=self.prompt_style)
+        encoded = {name: row[0] for name, row in self._pad([self._tokenize_prompt(pieces)], "panoptic").items()}
+        input_ids = encoded["input_ids"]
+        expanded_ids = [self.placeholder_ids[name] for name in ("image", "temporal", "queries")]
+        repeated = torch.isin(input_ids, torch.tensor(expanded_ids)) & (input_ids == input_ids.roll(1))
+        repeated[0] = False
+        config.default_prompt_inputs = {name: values[~repeated].tolist() for name, values in encoded.items()}
+        config.id2label = dict(enumerate(class_names))
+        config.label2id = {name: index for index, name in enumerate(class_names)}
+
     def post_process_referring_segmentation(self, outputs, target_sizes):
         return self.image_processor.post_process_referring_segmentation(outputs, target_sizes=target_sizes)
 
@@ -223,7 +312,7 @@ class HyperSegProcessor(ProcessorMixin):
     def model_input_names(self):
         return [
             "input_ids", "attention_mask", "pixel_values", "backbone_pixel_values", "pixel_mask",
-            "referring_prompt_mask", "class_prompt_index", "region_masks",
+            "referring_prompt_mask", "class_prompt_index", "region_masks", "reference_pixel_values",
         ]
 
 

@@ -12,6 +12,7 @@ SYSTEM_MESSAGE = (
     "and polite answers to the user's questions."
 )
 
+PROMPT_STYLES = ("hyperseg", "instructseg")
 SEGMENTATION_TASKS = ("referring", "reasoning", "panoptic", "instance", "semantic", "interactive")
 VIDEO_TASKS = ("referring_video", "reasoning_video")
 TASKS = SEGMENTATION_TASKS + VIDEO_TASKS + ("chat",)
@@ -59,8 +60,19 @@ def _conversation(human: list, assistant: list | None) -> list:
     return pieces + [Template(" ASSISTANT: "), *assistant, Template("<|endoftext|>")]
 
 
-def _image_and_latents(noun: str) -> list:
-    return [Template(f"This is {noun} "), Placeholder("image"), Template("\n"), Placeholder("temporal"), Template("\n")]
+def _image_and_latents(intro: str, style: str) -> list:
+    """HyperSeg puts the perceiver tokens after the image tokens, InstructSeg before them."""
+    first, second = ("image", "temporal") if style == "hyperseg" else ("temporal", "image")
+    return [Template(intro), Placeholder(first), Template("\n"), Placeholder(second), Template("\n")]
+
+
+def _instruction(task: str, text: str) -> str:
+    """RefCOCO / Ref-YouTube-VOS expressions get a full stop; ReasonSeg questions are only stripped; ReVOS drops '(s)'."""
+    if task in ("referring", "referring_video"):
+        return f" {text}.".strip()
+    if task == "reasoning_video":
+        return text.strip().replace("(s)", "")
+    return text.strip()
 
 
 def build_prompt(
@@ -68,37 +80,41 @@ def build_prompt(
     text: str | None = None,
     class_names: list[str] | None = None,
     num_regions: int = 0,
+    style: str = "hyperseg",
 ) -> list:
-    """The prompt pieces of one sample (see the module docstring)."""
+    """The prompt pieces of one sample (see the module docstring), in HyperSeg's or InstructSeg's wording."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
     answer = [Template("\nSure, the segmentation result is "), SegToken(), Placeholder("queries")]
+    kind = "Referring" if task in ("referring", "referring_video") else "Reasoning"
     if task in ("referring", "reasoning"):
-        # RefCOCO expressions get a full stop (' {}.'.format(s).strip()); ReasonSeg questions are only stripped
-        instruction = f" {text}.".strip() if task == "referring" else text.strip()
-        kind = "Referring" if task == "referring" else "Reasoning"
-        human = _image_and_latents("an image") + [
-            Template(f", Please doing {kind} Segmentation according to the following instruction:\n"),
-            PooledPrompt("referring", instruction),
+        please = "Please" if style == "hyperseg" else "please"
+        human = _image_and_latents("This is an image ", style) + [
+            Template(f", {please} doing {kind} Segmentation according to the following instruction:\n"),
+            PooledPrompt("referring", _instruction(task, text)),
         ]
         return _conversation(human, answer)
     if task in VIDEO_TASKS:
-        instruction = f" {text}".strip().replace("(s)", "")
-        kind = "Referring" if task == "referring_video" else "Reasoning"
-        human = _image_and_latents("a frame") + [
-            Template(f", Please doing {kind} Segmentation according to the following instruction.\n"),
+        if style == "hyperseg":
+            intro, separator = "This is a frame ", ", "
+        else:
+            intro, separator = "There are reference frames and key frame ", ". "
+        human = _image_and_latents(intro, style) + [
+            Template(f"{separator}Please doing {kind} Segmentation according to the following instruction.\n"),
             Template("This is all the instruction: "),
-            PooledPrompt("referring", instruction),
+            PooledPrompt("referring", _instruction(task, text)),
             Template("\n"),
         ]
         return _conversation(human, answer)
     if task in ("panoptic", "instance", "semantic"):
-        human = _image_and_latents("an image") + [
+        human = _image_and_latents("This is an image ", style) + [
             Template(f", Please do {task.capitalize()} Segmentation.\nThis is all the candidate categories: ")
         ]
         for index, name in enumerate(class_names):
             human += [PooledPrompt("class", name), Template(", " if index < len(class_names) - 1 else ".\n")]
         return _conversation(human, [Template("\nSure, the segmentation result is "), Placeholder("queries")])
     if task == "interactive":
-        human = _image_and_latents("an image") + [Template(", Please segment by given regions\nThis is all regions: ")]
+        human = _image_and_latents("This is an image ", style) + [Template(", Please segment by given regions\nThis is all regions: ")]
         for index in range(num_regions):
             human += [Template(" "), Placeholder("region"), Template("," if index < num_regions - 1 else ".\n")]
         return _conversation(human, [Template("\n[SEG]"), Placeholder("queries")])

@@ -18,52 +18,7 @@ from safetensors.torch import load_file
 from hyperseg.conversion.convert_hyperseg_to_hf import convert
 from hyperseg.modeling import HyperSegForUniversalSegmentation
 from hyperseg.processing import HyperSegProcessor
-from hyperseg.processing.image_processing_hyperseg import get_resized_size
-from hyperseg.processing.post_processing_hyperseg import resize_mask_logits
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, rtol: float = 1e-4):
-    actual, expected = actual.detach().float(), expected.float()
-    assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    error = (actual - expected).abs()
-    bound = rtol * expected.abs().clamp(min=1)
-    worst = (error / bound).max().item()
-    assert worst <= 1, f"{name}: max error {error.max().item():.3g} exceeds {rtol} * max(1, |ref|)"
-
-
-def assert_masks_match(mask: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, name: str):
-    """Binary masks equal except where the raw-size logit is within 1e-4 of 0."""
-    differ = mask.bool() != expected.bool()
-    assert not (differ & (logits.abs() >= 1e-4)).any(), f"{name}: {int(differ.sum())} pixels differ"
-
-
-class Recorder:
-    """Records inputs/outputs of sub-modules during one forward call."""
-
-    def __init__(self, model):
-        self.values = {}
-        self.handles = [
-            model.vision_tower.register_forward_hook(self._save("siglip", lambda out: out.last_hidden_state)),
-            model.backbone.register_forward_hook(self._save("swin", lambda out: out.feature_maps)),
-            model.perceiver.resampler.register_forward_hook(self._save("fvp", lambda out: out)),
-            model.pixel_decoder.register_forward_hook(self._save("pixel", lambda out: out)),
-            model.language_model.register_forward_hook(
-                self._save("llm_inputs_embeds", None), with_kwargs=True
-            ),
-        ]
-
-    def _save(self, name, select):
-        def hook(module, args, kwargs_or_output, output=None):
-            if select is None:  # with_kwargs hook: (module, args, kwargs, output)
-                self.values.setdefault(name, []).append(kwargs_or_output["inputs_embeds"])
-            else:
-                self.values.setdefault(name, []).append(select(kwargs_or_output))
-
-        return hook
-
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
+from parity_helpers import assert_close, assert_masks_match, check_decoder_layers, load_case, raw_size_logits, run
 
 
 @pytest.fixture(scope="module")
@@ -76,50 +31,8 @@ def converted(tmp_path_factory):
     return processor, model
 
 
-def load_case(name):
-    folder = require_fixture("original_tiny", name)
-    return folder, json.loads((folder / "meta.json").read_text()), load_file(folder / "tensors.safetensors")
-
-
-def run(model, inputs, **kwargs):
-    recorder = Recorder(model)
-    try:
-        with torch.no_grad():
-            outputs = model(**inputs, **kwargs)
-    finally:
-        recorder.remove()
-    return outputs, recorder.values
-
-
-def raw_size_logits(processor, mask_logits, size):
-    """(queries, h, w) final mask logits of one sample -> raw image size, as the post-processing computes them."""
-    backbone_size = processor.image_processor.backbone_size
-    valid_size = get_resized_size(*size, backbone_size)
-    return resize_mask_logits(mask_logits.float(), (backbone_size, backbone_size), valid_size, tuple(size))
-
-
-def check_decoder_layers(outputs, reference, prefix="", sample=None, heads=("SEG",)):
-    predictions = list(outputs.auxiliary_predictions) + [outputs]
-    for layer, prediction in enumerate(predictions):
-        masks = prediction.masks_queries_logits
-        if sample is not None:
-            masks = masks[sample : sample + 1]
-        expected = reference[f"{prefix}dec_layer{layer}_pred_masks"]
-        assert_close(masks, expected if sample is None else expected[sample : sample + 1], f"layer {layer} masks")
-    final_heads = {
-        "SEG": (outputs.seg_queries_logits, lambda t: t[..., 0]),
-        "class_name": (outputs.class_queries_logits, lambda t: t),
-        "region": (outputs.region_queries_logits, lambda t: t.unsqueeze(0)),
-    }
-    last = len(predictions) - 1
-    for head in heads:
-        actual, reshape = final_heads[head]
-        expected = reshape(reference[f"{prefix}dec_layer{last}_pred_{head}_logits"])
-        assert_close(actual, expected, f"final {head} logits")
-
-
 def check_referring_case(processor, model, name, task):
-    folder, meta, reference = load_case(name)
+    folder, meta, reference = load_case("original_tiny", name)
     image = Image.open(folder / meta["image"])
     text = meta.get("sentence") or meta["instruction_as_built"]
     inputs = processor(images=image, text=text, task=task, return_tensors="pt")
@@ -130,7 +43,7 @@ def check_referring_case(processor, model, name, task):
     assert_close(recorded["siglip"][0], reference["siglip_features"], "SigLIP features")
     for level, features in enumerate(recorded["swin"][0]):
         assert_close(features, reference[f"swin_res{level + 2}"], f"Swin res{level + 2}")
-    assert_close(recorded["fvp"][0], reference["fvp_perceiver_out"], "perceiver output")
+    assert_close(recorded["perceiver"][0], reference["fvp_perceiver_out"], "perceiver output")
     assert_close(recorded["llm_inputs_embeds"][0], reference["llm_inputs_embeds"], "LLM input embeddings")
     assert_close(outputs.llm_last_hidden_state, reference["llm_last_hidden_state"], "LLM last hidden state")
     pixel = recorded["pixel"][0]
@@ -165,7 +78,7 @@ def test_reasoning_b(converted):
 
 def test_generic_batch2_c(converted):
     processor, model = converted
-    folder, meta, reference = load_case("c_generic_batch2")
+    folder, meta, reference = load_case("original_tiny", "c_generic_batch2")
     images = [Image.open(folder / entry["file"]) for entry in meta["images"]]
     class_names = meta["class_names"][:-1]  # the processor appends "background"
     is_thing = meta["is_thing_list (eval_seg arg; excludes background)"]
@@ -174,7 +87,7 @@ def test_generic_batch2_c(converted):
     outputs, recorded = run(model, inputs)  # a real batch of 2
 
     assert_close(recorded["siglip"][0], reference["siglip_features"], "SigLIP features")
-    assert_close(recorded["fvp"][0], reference["fvp_perceiver_out"], "perceiver output")
+    assert_close(recorded["perceiver"][0], reference["fvp_perceiver_out"], "perceiver output")
     assert torch.equal(inputs["attention_mask"], reference["llm_attention_mask"].long())
     assert_close(outputs.llm_last_hidden_state, reference["llm_last_hidden_state"], "LLM last hidden state")
     check_decoder_layers(outputs, reference, heads=("class_name",))
@@ -219,7 +132,7 @@ def _interactive_prompts(folder, meta):
 @pytest.mark.parametrize("points", ["injected", "seeded"])
 def test_interactive_d(converted, points):
     processor, model = converted
-    folder, meta, reference = load_case("d_interactive")
+    folder, meta, reference = load_case("original_tiny", "d_interactive")
     image = Image.open(folder / meta["image"])
     inputs = processor(images=image, task="interactive", visual_prompts=_interactive_prompts(folder, meta))
     assert_close(inputs["pixel_values"], reference["images_clip"], "SigLIP pixels", rtol=1e-5)
@@ -242,7 +155,7 @@ def test_interactive_d(converted, points):
 
 def test_reasoning_video_e(converted):
     processor, model = converted
-    folder, meta, reference = load_case("e_reasoning_video_3frames")
+    folder, meta, reference = load_case("original_tiny", "e_reasoning_video_3frames")
     height, width = meta["raw_size_hw"]
     latents = None
     for frame_index, frame_name in enumerate(meta["frames"]):
@@ -251,7 +164,7 @@ def test_reasoning_video_e(converted):
         inputs = processor(images=frame, text=meta["expression"], task="reasoning_video", return_tensors="pt")
         assert_close(inputs["pixel_values"], reference[prefix + "images_clip"], "SigLIP pixels", rtol=1e-5)
         outputs, recorded = run(model, inputs, temporal_latents=latents)
-        assert_close(recorded["fvp"][0], reference[prefix + "fvp_perceiver_out"], f"frame {frame_index} perceiver")
+        assert_close(recorded["perceiver"][0], reference[prefix + "fvp_perceiver_out"], f"frame {frame_index} perceiver")
         assert_close(recorded["llm_inputs_embeds"][0], reference[prefix + "llm_inputs_embeds"], "LLM input embeddings")
         assert_close(outputs.llm_last_hidden_state, reference[prefix + "llm_last_hidden_state"], "LLM last hidden state")
         assert_close(outputs.temporal_latents, reference[prefix + "temporal_latents_out"], "temporal latents out")
@@ -267,7 +180,7 @@ def test_reasoning_video_e(converted):
 
 def test_chat_f(converted):
     processor, model = converted
-    folder, meta, reference = load_case("f_chat")
+    folder, meta, reference = load_case("original_tiny", "f_chat")
     image = Image.open(folder / meta["image"])
     inputs = processor(images=image, text=meta["question"], task="chat", return_tensors="pt")
     expected_ids = [i for i in meta["input_ids"] if i >= 0]
