@@ -1,5 +1,6 @@
 """
-Video front end: text prompts followed through a whole video, streamed one frame at a time.
+Video front end: text prompts followed through a whole video, streamed one frame at a time, with HyperSeg's temporal
+latents or InstructSeg's reference frames carried by a [`VideoSession`].
 
 ```python
 from hyperseg import segment_video
@@ -21,7 +22,6 @@ from .session import (
     TemporalLatents,
     VideoSession,
     default_memory,
-    reference_frame_indices,
 )
 from .writer import VideoFileWriter, VideoSegmentationWriter, blend_masks, encode_rle, prompt_color
 
@@ -40,6 +40,5 @@ __all__ = [
     "encode_rle",
     "iter_segment_video",
     "prompt_color",
-    "reference_frame_indices",
     "segment_video",
 ]

@@ -13,7 +13,9 @@ import sys
 
 import torch
 
+from hyperseg.processing import HyperSegProcessor
 from hyperseg.processing.prompts import VIDEO_TASKS
+from hyperseg.processing.segment import load_model
 
 from .frames import FrameSource
 from .segment import iter_segment_video
@@ -33,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prompt", action="append", required=True, help="a referring expression or question; repeat for several"
     )
-    parser.add_argument("--model", required=True, help="a converted HyperSeg checkpoint (folder or Hub id)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a model folder: a converted checkpoint (a folder with only a config gives a seeded random model)",
+    )
     parser.add_argument("--output-dir", required=True, help="where to write the masks and the overlay")
     parser.add_argument("--every", type=int, default=1, help="segment every N-th frame (default: every frame)")
     parser.add_argument("--task", choices=VIDEO_TASKS, default="referring_video")
@@ -47,19 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        # check the cheap things before loading the model
+        # the cheap checks first, then the model
         as_prompt_list(args.prompt)
         FrameSource(args.input, every=args.every, fps=args.fps)
+        model, is_random = load_model(args.model)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    from hyperseg.modeling import HyperSegForUniversalSegmentation
-    from hyperseg.processing import HyperSegProcessor
-
+    if is_random:
+        print(f"NOTE: {args.model} has no trained weights; the masks of this seeded random model are meaningless")
+    model = model.to(device=args.device, dtype=getattr(torch, args.dtype))
     processor = HyperSegProcessor.from_pretrained(args.model)
-    model = HyperSegForUniversalSegmentation.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
-    model = model.to(args.device).eval()
     results = iter_segment_video(
         model,
         processor,
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in results:
             num_frames += 1
-    except (ValueError, NotImplementedError) as error:
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         print(f"the {num_frames} frame(s) segmented before the error are in {args.output_dir}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import PIL.Image
 
 
 DEFAULT_FPS = Fraction(30)
+TRUNCATION_TOLERANCE = 2  # frames a file may fall short of what its container records before it counts as truncated
 _DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")  # Matroska's per-stream "DURATION" tag
 
 
@@ -43,8 +44,9 @@ class FrameSource:
     estimate from the video stream's duration when it records none, or `None`).
 
     Every frame must have the size of the first one; a frame that cannot be read, a size change, a file without
-    frames and a truncated file raise a `ValueError` that names the file and the frame index. Frames already
-    yielded stay valid, so a caller that writes results as they come keeps them.
+    frames and a truncated file (one whose decoding stops short of what its container records) raise a `ValueError`
+    that names the file and the frame index. Frames already yielded stay valid, so a caller that writes results as
+    they come keeps them.
 
     Args:
         video (`str`, `os.PathLike`, `np.ndarray` or `Sequence`):
@@ -67,31 +69,31 @@ class FrameSource:
         if fps is not None and not fps > 0:
             raise ValueError(f"`fps` must be positive, got {fps!r}")
         self.every = every
-        self._path = None
-        self._frames = None
+        self.name = "the frames given in memory"
+        self._path = None  # a video file, decoded with av
+        self._frames = None  # frames, or paths of image files
         if isinstance(video, (str, os.PathLike)):
             path = Path(video)
             if not path.exists():
                 raise FileNotFoundError(f"video not found: {path}")
+            self.name = str(path)
             if path.is_dir():
-                self._frames = sorted(p for p in path.iterdir() if p.suffix.lower() in PIL.Image.registered_extensions())
-                if not self._frames:
-                    raise ValueError(f"{path} is a folder without image files: the video has no frames")
-                self.name = str(path)
+                extensions = PIL.Image.registered_extensions()
+                self._frames = sorted(file for file in path.iterdir() if file.suffix.lower() in extensions)
             else:
-                if fps is not None:
-                    raise ValueError(f"`fps` applies to frames given in memory or as image files; {path} has its own")
                 self._path = path
-                self.name = str(path)
-                self.fps, self.num_frames = self._probe(path)
-                return
         else:
             self._frames = self._as_frame_sequence(video)
-            self.name = "the frames given in memory"
-        if len(self._frames) == 0:
-            raise ValueError(f"{self.name}: the video has no frames")
-        self.fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else DEFAULT_FPS
-        self.num_frames = len(self._frames)
+
+        if self._path is not None:
+            if fps is not None:
+                raise ValueError(f"`fps` applies to frames given in memory or as image files; {self.name} has its own")
+            self.fps, self.num_frames = self._probe(self._path)
+        else:
+            if len(self._frames) == 0:
+                raise ValueError(f"{self.name}: the video has no frames")
+            self.fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else DEFAULT_FPS
+            self.num_frames = len(self._frames)
 
     @property
     def num_selected_frames(self) -> int | None:
@@ -191,22 +193,25 @@ class FrameSource:
                 timestamp = frame.time if frame.time is not None else float(index / self.fps)
                 if index % self.every == 0:
                     yield VideoFrame(index, timestamp, frame.to_ndarray(format="rgb24"))
-                frame_duration = frame.duration * frame.time_base if frame.duration and frame.time_base else 1 / self.fps
-                end_time = timestamp + float(frame_duration)
+                has_duration = frame.duration and frame.time_base
+                end_time = timestamp + float(frame.duration * frame.time_base if has_duration else 1 / self.fps)
                 index += 1
             if index == 0:
                 raise ValueError(f"{self.name}: the video has no frames")
             self._check_complete(stream, index, end_time)
 
     def _check_complete(self, stream, num_decoded: int, end_time: float) -> None:
-        """Raises when the file announces more frames, or a longer video stream, than could be decoded."""
-        if stream.frames and num_decoded < stream.frames:
+        """
+        Raises when decoding stopped more than `TRUNCATION_TOLERANCE` frames short of the frame count or the video
+        stream duration the container records (a frame or two may legitimately go, e.g. cut by an MP4 edit list).
+        """
+        if stream.frames and num_decoded < stream.frames - TRUNCATION_TOLERANCE:
             raise ValueError(
                 f"{self.name} is truncated: its header announces {stream.frames} frames but decoding stops after "
                 f"frame {num_decoded - 1}"
             )
         duration = _stream_duration(stream)
-        if duration is not None and end_time + 0.5 / self.fps < duration:
+        if duration is not None and end_time + TRUNCATION_TOLERANCE / self.fps < duration:
             raise ValueError(
                 f"{self.name} is truncated: its video stream lasts {duration:.3f} s but decoding stops after frame "
                 f"{num_decoded - 1}, which ends at {end_time:.3f} s"

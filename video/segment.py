@@ -24,8 +24,9 @@ def iter_segment_video(
 ) -> Iterator[FrameSegmentation]:
     """
     The streaming form of [`segment_video`] (same arguments): yields one [`FrameSegmentation`] per processed frame
-    as soon as it is ready, writes it when `output_dir` is given, and keeps nothing, so memory does not grow with
-    the video's length. The prompts and the input are checked before anything is written.
+    as soon as it is ready and writes it when `output_dir` is given. It keeps no frame and no mask (only, when
+    writing, the run-length encoded masks that go into `masks.json`), so memory does not grow with the video's
+    length. The prompts and the input are checked before anything is written.
     """
     session = VideoSession(model, processor, text, task, max_batch_size=max_batch_size)
     source = FrameSource(video, every=every, fps=fps)

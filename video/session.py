@@ -1,17 +1,18 @@
 """
 Video sessions: text prompts followed through a video, with the state that carries each prompt from frame to frame
-held in an explicit object rather than in the model.
+held in an explicit memory object rather than in the model.
 
-Two memories exist, one per system:
+One memory per system, chosen from the model's perceiver ([`default_memory`]):
 
-- [`TemporalLatents`] (HyperSeg): per prompt, the perceiver latents returned for the previous frame are passed
-  with the next one, as the original ReVOS / Ref-YouTube-VOS loops do;
-- [`ReferenceFrames`] (InstructSeg): each frame is segmented together with other frames of the video picked like the
-  original loops pick them, held in a bounded buffer. The model does not take `reference_frames=` yet, so
-  [`ReferenceFrames.model_inputs`] is the hook left to fill in.
+- [`TemporalLatents`] (HyperSeg, `perceiver_type="fine_grained"`): per prompt, the perceiver latents returned for
+  the previous frame go in with the next one, as the original ReVOS / Ref-YouTube-VOS loops pass them;
+- [`ReferenceFrames`] (InstructSeg, `perceiver_type="object_aware"`): each frame is segmented together with
+  reference frames picked as the original loops pick them, from a bounded buffer of decoded frames.
+
+A memory answers five calls: `add_frame` / `end_of_video` (which frames are ready), `processor_kwargs` and
+`model_kwargs` (what it adds to the processor and model calls of a frame) and `update` (what it keeps of the outputs).
 """
 
-import inspect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
+from hyperseg.processing import select_reference_frames
 from hyperseg.processing.prompts import VIDEO_TASKS
 
 from .frames import FrameSource, VideoFrame
@@ -48,15 +50,12 @@ class TemporalLatents:
     HyperSeg's video memory: per prompt, the perceiver latents the model returned for the previous processed frame
     (`outputs.temporal_latents`), passed back as `temporal_latents` with the next one; the first frame starts from
     the model's learned latents. Frames are segmented as they arrive.
-
-    Args:
-        num_prompts (`int`): number of prompts followed.
     """
 
-    model_argument = "temporal_latents"
+    perceiver_type = "fine_grained"
 
-    def __init__(self, num_prompts: int):
-        self.latents: list[torch.Tensor | None] = [None] * num_prompts  # per prompt (1, num_latents, hidden)
+    def __init__(self):
+        self.latents: dict[int, torch.Tensor] = {}  # prompt index -> (1, num_latents, hidden)
 
     def add_frame(self, frame: VideoFrame) -> list[VideoFrame]:
         """The frames now ready to be segmented, in order."""
@@ -66,12 +65,15 @@ class TemporalLatents:
         """The frames still waiting when the video ends."""
         return []
 
-    def model_inputs(self, frame: VideoFrame, prompt_indices: list[int]) -> dict:
-        """The model keyword arguments for `frame` and a batch of prompts."""
-        latents = [self.latents[index] for index in prompt_indices]
-        if latents[0] is None:  # the first frame: every prompt starts together
+    def processor_kwargs(self, frame: VideoFrame, batch_size: int) -> dict:
+        """Extra processor arguments for `frame` with a batch of `batch_size` prompts."""
+        return {}
+
+    def model_kwargs(self, prompt_indices: list[int]) -> dict:
+        """Extra model arguments for a batch of prompts."""
+        if prompt_indices[0] not in self.latents:  # the first frame: every prompt starts together
             return {}
-        return {"temporal_latents": torch.cat(latents)}  # (batch, num_latents, hidden)
+        return {"temporal_latents": torch.cat([self.latents[index] for index in prompt_indices])}
 
     def update(self, prompt_indices: list[int], outputs) -> None:
         """Keeps what the model returned for a batch of prompts."""
@@ -79,61 +81,35 @@ class TemporalLatents:
             self.latents[index] = outputs.temporal_latents[row : row + 1]
 
 
-def reference_frame_indices(position: int, video_length: int, num_reference_frames: int) -> list[int]:
-    """
-    The reference frames InstructSeg's video loops pick for frame `position` (`get_reference_idx_inorder`): in
-    order, `num_reference_frames // 2` frames on each side; near the start, the first `num_reference_frames + 1`
-    frames; near the end, the last ones. A video of at most `num_reference_frames` frames (which the original loops
-    index out of range) uses all its other frames.
-
-    Args:
-        position (`int`): the frame to segment, counted in the processed sequence.
-        video_length (`int`): number of frames in the processed sequence.
-        num_reference_frames (`int`): the original's `reference_frame_num` (4).
-
-    Returns:
-        `list[int]`: positions of the reference frames, increasing, without `position`.
-    """
-    if num_reference_frames == 0:
-        return []
-    if video_length <= num_reference_frames:
-        return [index for index in range(video_length) if index != position]
-    half = num_reference_frames // 2
-    if position < half:
-        before, after = range(0, position), range(position + 1, num_reference_frames + 1)
-    elif position >= video_length - half:
-        before, after = range(video_length - num_reference_frames - 1, position), range(position + 1, video_length)
-    else:
-        before, after = range(position - half, position), range(position + 1, position + half + 1)
-    return [*before, *after]
-
-
 class ReferenceFrames:
     """
-    InstructSeg's video memory: each frame is segmented together with the frames [`reference_frame_indices`] picks.
-    Those can lie ahead, so a frame is ready once its look-ahead has been decoded (or the video has ended), and
-    frames come out in order with that delay. Decoded frames wait in a bounded buffer: the `num_reference_frames`
-    frames before the next frame to segment (the end-of-video window reaches that far back), that frame, and at
-    most `num_reference_frames` after it, i.e. at most `2 * num_reference_frames + 1` frames for any video length.
+    InstructSeg's video memory: each frame is segmented together with the reference frames
+    [`select_reference_frames`] picks, as the original evaluation loops do. Those can lie ahead, so a frame is ready
+    once its look-ahead has been decoded (or the video has ended), and frames come out in order with that delay.
+    Decoded frames wait in a bounded buffer: the `num_reference_frames` frames before the next frame to segment (the
+    end-of-video window reaches that far back), that frame, and at most `num_reference_frames` after it, i.e. at most
+    `2 * num_reference_frames + 1` frames whatever the video's length.
+
+    A video of at most `num_reference_frames` frames, which the original loops index out of range, uses all its other
+    frames; a single frame (or `num_reference_frames=0`) is its own reference, as a still image is.
 
     Args:
-        num_prompts (`int`): number of prompts followed (the reference frames are the same for all).
         num_reference_frames (`int`, *optional*, defaults to 4): the original's `reference_frame_num`.
     """
 
-    model_argument = "reference_frames"
+    perceiver_type = "object_aware"
 
-    def __init__(self, num_prompts: int, num_reference_frames: int = 4):
+    def __init__(self, num_reference_frames: int = 4):
         if num_reference_frames < 0:
             raise ValueError(f"`num_reference_frames` must be >= 0, got {num_reference_frames}")
         self.num_reference_frames = num_reference_frames
         self.buffer: dict[int, VideoFrame] = {}  # position in the processed sequence -> frame
-        self.references: dict[int, list[VideoFrame]] = {}  # frame index -> its reference frames (last call's frames)
+        self.references: dict[int, list[VideoFrame]] = {}  # frame index -> its references (frames of the last call)
         self._num_received = 0
         self._next_position = 0
 
     def _lookahead(self, position: int) -> int:
-        """Last position the references of `position` can need before the video's length is known."""
+        """The last position the references of `position` can need while the video's length is unknown."""
         half = self.num_reference_frames // 2
         return max(position, self.num_reference_frames if position < half else position + half)
 
@@ -153,36 +129,39 @@ class ReferenceFrames:
         return [self._release() for _ in range(self._next_position, self._num_received)]
 
     def _release(self) -> VideoFrame:
-        """Hands out the next frame with its references (the video's length so far decides only at its end)."""
+        """Hands out the next frame with its references (the length so far matters only once the video has ended)."""
         position = self._next_position
         frame = self.buffer[position]
-        positions = reference_frame_indices(position, self._num_received, self.num_reference_frames)
-        self.references[frame.index] = [self.buffer[index] for index in positions]
+        if self._num_received > self.num_reference_frames:
+            positions = select_reference_frames(position, self._num_received, self.num_reference_frames)
+        else:  # the end of a video too short for the window
+            positions = [index for index in range(self._num_received) if index != position]
+        self.references[frame.index] = [self.buffer[index] for index in positions or [position]]
         self._next_position += 1
         for stale in [index for index in self.buffer if index < self._next_position - self.num_reference_frames]:
             del self.buffer[stale]
         return frame
 
-    def model_inputs(self, frame: VideoFrame, prompt_indices: list[int]) -> dict:
-        """
-        Hook for the model's reference-frame input: `self.references[frame.index]` holds the reference frames of
-        `frame` (in order). [`HyperSegForUniversalSegmentation`] does not take `reference_frames=` yet.
-        """
-        raise NotImplementedError(
-            "InstructSeg reference frames are not wired to the model yet: build the `reference_frames=` input of "
-            "HyperSegForUniversalSegmentation from `self.references[frame.index]` here once forward accepts it"
-        )
+    def processor_kwargs(self, frame: VideoFrame, batch_size: int) -> dict:
+        """The reference frames of `frame`, for every prompt of the batch."""
+        references = [PIL.Image.fromarray(reference.image) for reference in self.references[frame.index]]
+        return {"reference_frames": [references] * batch_size}
+
+    def model_kwargs(self, prompt_indices: list[int]) -> dict:
+        """Nothing beyond the processor's inputs."""
+        return {}
 
     def update(self, prompt_indices: list[int], outputs) -> None:
         """Nothing is carried from one frame's outputs to the next."""
 
 
-def default_memory(model, num_prompts: int) -> TemporalLatents | ReferenceFrames:
-    """[`ReferenceFrames`] for a model configured with `num_reference_frames` (InstructSeg), else [`TemporalLatents`]."""
-    num_reference_frames = getattr(model.config, "num_reference_frames", 0)
-    if num_reference_frames:
-        return ReferenceFrames(num_prompts, num_reference_frames)
-    return TemporalLatents(num_prompts)
+def default_memory(model) -> TemporalLatents | ReferenceFrames:
+    """The memory for the model's perceiver: [`TemporalLatents`] (HyperSeg) or [`ReferenceFrames`] (InstructSeg)."""
+    memories = {memory.perceiver_type: memory for memory in (TemporalLatents, ReferenceFrames)}
+    perceiver_type = model.config.perceiver_type
+    if perceiver_type not in memories:
+        raise ValueError(f"this model has no video perceiver (perceiver_type={perceiver_type!r})")
+    return memories[perceiver_type]()
 
 
 def as_prompt_list(text) -> list[str]:
@@ -200,18 +179,18 @@ class VideoSession:
     r"""
     Follows one or more text prompts through a video, frame by frame. Feed frames in order with
     [`~VideoSession.add_frame`] and call [`~VideoSession.close`] at the end of the video (or use
-    [`~VideoSession.run`]); each call returns the frames segmented so far, one [`FrameSegmentation`] each.
+    [`~VideoSession.run`]); each call returns the frames segmented so far, one [`FrameSegmentation`] each, in order.
 
     All prompts of a frame go through the model together (in batches of at most `max_batch_size`); each keeps its
-    own memory, so every prompt's track is the one a session with that prompt alone would give.
+    own state, so every prompt's track is the one a session with that prompt alone would give.
 
     Args:
         model ([`HyperSegForUniversalSegmentation`]): the model, on the device and in the dtype to run in.
         processor ([`HyperSegProcessor`]): its processor.
         text (`str` or `list[str]`): the prompts (referring expressions or reasoning questions).
         task (`str`, *optional*, defaults to `"referring_video"`): `"referring_video"` or `"reasoning_video"`.
-        memory ([`TemporalLatents`] or [`ReferenceFrames`], *optional*): the per-prompt state; defaults to
-            [`default_memory`] for the model.
+        memory ([`TemporalLatents`] or [`ReferenceFrames`], *optional*): a fresh memory for the video; by default
+            the one of the model's perceiver ([`default_memory`]).
         max_batch_size (`int`, *optional*): at most this many prompts per forward pass (all by default).
     """
 
@@ -226,20 +205,19 @@ class VideoSession:
     ):
         if task not in VIDEO_TASKS:
             raise ValueError(f"unknown video task {task!r}; expected one of {', '.join(VIDEO_TASKS)}")
-        prompts = as_prompt_list(text)
+        self.prompts = as_prompt_list(text)
         if max_batch_size is not None and max_batch_size < 1:
             raise ValueError(f"`max_batch_size` must be at least 1, got {max_batch_size}")
+        self.memory = memory if memory is not None else default_memory(model)
+        if self.memory.perceiver_type != model.config.perceiver_type:
+            raise ValueError(
+                f"{type(self.memory).__name__} serves models with perceiver_type={self.memory.perceiver_type!r}; this "
+                f"one has {model.config.perceiver_type!r}"
+            )
         self.model = model
         self.processor = processor
-        self.prompts = prompts
         self.task = task
-        self.memory = memory if memory is not None else default_memory(model, len(prompts))
-        self.max_batch_size = max_batch_size or len(prompts)
-        if self.memory.model_argument not in inspect.signature(model.forward).parameters:
-            raise NotImplementedError(
-                f"{type(self.memory).__name__} needs a model whose forward takes `{self.memory.model_argument}=`; "
-                f"{type(model).__name__}.forward does not"
-            )
+        self.max_batch_size = max_batch_size or len(self.prompts)
 
     def add_frame(self, frame: VideoFrame) -> list[FrameSegmentation]:
         """Feeds the next frame; returns the frames this made ready, segmented."""
@@ -272,9 +250,12 @@ class VideoSession:
         for start in range(0, len(self.prompts), self.max_batch_size):
             batch = list(range(start, min(start + self.max_batch_size, len(self.prompts))))
             inputs = self.processor(
-                images=[image] * len(batch), text=[self.prompts[index] for index in batch], task=self.task
+                images=[image] * len(batch),
+                text=[self.prompts[index] for index in batch],
+                task=self.task,
+                **self.memory.processor_kwargs(frame, len(batch)),
             ).to(self.model.device, dtype=self.model.dtype)
-            outputs = self.model(**inputs, **self.memory.model_inputs(frame, batch))
+            outputs = self.model(**inputs, **self.memory.model_kwargs(batch))
             self.memory.update(batch, outputs)
             results = self.processor.post_process_referring_segmentation(
                 outputs, target_sizes=[target_size] * len(batch)

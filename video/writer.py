@@ -181,7 +181,7 @@ class VideoSegmentationWriter:
             "tracks": self.tracks,
         }
         if error is not None:
-            document["error"] = f"{type(error).__name__}: {error}"
+            document["error"] = str(error) or type(error).__name__
         partial_path = self.json_path.with_suffix(".json.partial")
         partial_path.write_text(json.dumps(document))
         os.replace(partial_path, self.json_path)
