@@ -17,7 +17,7 @@ PIPELINE_TASK = "image-segmentation"
 
 
 def class_reference(cls: type) -> str:
-    """`"module.Class"`, the form of `auto_map` and `custom_pipelines` entries (remote modules sit flat in a folder)."""
+    """`"module.Class"`, the form of `auto_map` and `custom_pipelines` entries (remote modules are flat)."""
     return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
 
 

@@ -44,7 +44,9 @@ def _visual_prompts(argument: str, value: Any) -> list:
     if depth == VISUAL_PROMPT_DEPTHS[argument] + 1 and len(value) > 0:
         return list(value)
     one = {"boxes": "[x0, y0, x1, y1]", "points": "[x, y]", "scribbles": "[[x, y], ...]", "masks": "a 2-D array"}
-    raise ValueError(f"`{argument}` must be one {VISUAL_PROMPT_KINDS[argument]} {one[argument]} or a non-empty list of them")
+    raise ValueError(
+        f"`{argument}` must be one {VISUAL_PROMPT_KINDS[argument]} {one[argument]} or a non-empty list of them"
+    )
 
 
 def _to_pil_mask(mask: torch.Tensor) -> PIL.Image.Image:
@@ -167,7 +169,10 @@ class HyperSegSegmentationPipeline(Pipeline):
                     f"an input dict needs the key 'image' and may have the prompt keys {', '.join(PROMPT_ARGUMENTS)}; "
                     f"got {sorted(inputs)}"
                 )
-            prompts = {**prompts, **{key: value for key, value in inputs.items() if key != "image" and value is not None}}
+            prompts = {
+                **prompts,
+                **{key: value for key, value in inputs.items() if key != "image" and value is not None},
+            }
             inputs = inputs["image"]
         image = load_image(inputs, timeout=timeout)
         sample = {"image": image, "target_size": (image.height, image.width), **self._task(prompts, subtask)}
@@ -179,8 +184,8 @@ class HyperSegSegmentationPipeline(Pipeline):
         kinds = ["prompt"] * ("prompt" in prompts) + ["class_names"] * ("class_names" in prompts) + visual
         if len(set(kinds) - set(visual)) + bool(visual) > 1:
             raise ValueError(
-                f"got prompts of several kinds ({', '.join(kinds)}); one call segments with ONE kind: a text `prompt`, "
-                "`class_names`, or visual prompts (`boxes`, `points`, `scribbles`, `masks`, which can be combined)"
+                f"got prompts of several kinds ({', '.join(kinds)}); one call segments with ONE kind: a text "
+                "`prompt`, `class_names`, or visual prompts (`boxes`, `points`, `scribbles`, `masks`, which combine)"
             )
         if "prompt" in prompts:
             if subtask not in (None, *TEXT_SUBTASKS):
@@ -259,7 +264,9 @@ class HyperSegSegmentationPipeline(Pipeline):
             result = image_processor.post_process_referring_segmentation(model_outputs, target_sizes=target_sizes)[0]
             return [{"score": result["score"], "label": sample["labels"][0], "mask": _to_pil_mask(result["mask"])}]
         if sample["task"] == "interactive":
-            results = image_processor.post_process_interactive_segmentation(model_outputs, target_sizes=target_sizes)[0]
+            results = image_processor.post_process_interactive_segmentation(model_outputs, target_sizes=target_sizes)[
+                0
+            ]
             return [
                 {"score": result["score"], "label": label, "mask": _to_pil_mask(result["mask"])}
                 for label, result in zip(sample["labels"], results)
@@ -269,7 +276,9 @@ class HyperSegSegmentationPipeline(Pipeline):
             self.model.config.id2label[index] for index in range(len(self.model.config.id2label))
         ]
         if sample["subtask"] == "semantic":
-            segmentation = image_processor.post_process_semantic_segmentation(model_outputs, target_sizes=target_sizes)[0]
+            segmentation = image_processor.post_process_semantic_segmentation(
+                model_outputs, target_sizes=target_sizes
+            )[0]
             return [
                 {"score": None, "label": class_names[label], "mask": _to_pil_mask(segmentation == label)}
                 for label in segmentation.unique().tolist()
