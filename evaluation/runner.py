@@ -7,12 +7,16 @@ The run is split in three parts so that everything but the model call is testabl
 3. per-sample records (`*_sample_statistics`) are appended to a JSONL file next to the report, and the report is
    computed from that file alone by `aggregate_records`, so its numbers recompute exactly from the per-sample results
    and a killed run continues where it stopped.
+
+The video benchmarks (`VIDEO_BENCHMARKS`: DAVIS-17, Ref-DAVIS-17, Ref-YouTube-VOS, ReVOS) follow the same plan with
+one record per video: the predictor's `segment_video` runs `hyperseg.video.iter_segment_video` over the video with all
+its prompts, and a scorer (`hyperseg.evaluation.video_benchmarks`) turns each frame into statistics as it comes.
 """
 
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +47,15 @@ from .readers import (
     semantic_class_names,
 )
 from .readers.semantic import DEFAULT_SEMANTIC_SPLIT, IGNORE_INDEX, SEMANTIC_BENCHMARKS
+from .video_benchmarks import (
+    SERVER_SCORED_DEFINITIONS,
+    VIDEO_BENCHMARKS,
+    VIDEO_DEFINITIONS_BY_METRIC,
+    aggregate_video_records,
+    video_groups,
+    video_rows,
+    write_submission,
+)
 
 
 def _no_context(data_root, split) -> dict:
@@ -134,6 +147,7 @@ DEFINITIONS = {
     "generalized_referring": GENERALIZED_REFERRING_DEFINITIONS,
     "semantic": SEMANTIC_DEFINITIONS,
     "panoptic": PANOPTIC_DEFINITIONS,
+    **VIDEO_DEFINITIONS_BY_METRIC,
 }
 
 
@@ -165,6 +179,8 @@ def sample_statistics(metric: str, prediction, reference, context: dict, *, inde
 
 def aggregate_records(metric: str, records: list, context: dict) -> dict:
     """Dataset metrics from the per-sample records alone (a pure function of its arguments)."""
+    if metric in VIDEO_DEFINITIONS_BY_METRIC:
+        return {} if context.get("server_scored") else aggregate_video_records(metric, records)
     statistics = [record["statistics"] for record in records]
     if metric == "referring":
         return aggregate_referring(statistics)
@@ -214,8 +230,28 @@ def _read_records(path: Path, header: dict) -> list:
 def _write_records(path: Path, header: dict, records: list) -> None:
     with open(path, "w", encoding="utf-8") as file:
         file.write(json.dumps(header) + "\n")
-        for record in records:
-            file.write(json.dumps(record) + "\n")
+        file.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def _resume(output, header: dict, num_samples: int) -> tuple[Path, list]:
+    """The per-sample results file of `output` and the records it already holds for this evaluation."""
+    results_path = per_sample_results_path(output)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    records = _read_records(results_path, header)[:num_samples]
+    _write_records(results_path, header, records)  # rewrites a torn last line away
+    return results_path, records
+
+
+def _append_records(file, records: list) -> None:
+    """Appends records and makes them durable, so that a kill loses at most the sample in progress."""
+    file.writelines(json.dumps(record) + "\n" for record in records)
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def _write_report(output, report: dict) -> dict:
+    Path(output).write_text(json.dumps(report, indent=2, allow_nan=False), encoding="utf-8")
+    return report
 
 
 def run_benchmark(
@@ -227,27 +263,50 @@ def run_benchmark(
     split: str | None = None,
     model_name: str = "",
     limit: int | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     skip_missing: bool = False,
     progress: bool = True,
+    predictions_dir=None,
 ) -> dict:
     """Evaluates `predictor` on a benchmark split and writes the report (and its per-sample JSONL) to `output`.
 
     Args:
-        benchmark: a key of `BENCHMARKS`.
+        benchmark: a key of `BENCHMARKS` or `VIDEO_BENCHMARKS`.
         data_root: the benchmark's data folder.
-        predictor: `(task, rows, context) -> list of predictions`, one per row (see `HyperSegPredictor`).
+        predictor: `(task, rows, context) -> list of predictions`, one per row; for a video benchmark, an object whose
+            `segment_video(frames, prompts, task, max_batch_size)` yields per frame one bool mask per prompt (see
+            `HyperSegPredictor`).
         output: path of the JSON report; the per-sample results go to `per_sample_results_path(output)`.
         split: defaults to the benchmark's default split.
         model_name: recorded in the report (and used to refuse resuming another model's results).
-        limit: evaluate only the first `limit` samples.
-        batch_size: rows per predictor call.
+        limit: evaluate only the first `limit` samples (videos for a video benchmark).
+        batch_size: rows per predictor call (default 1); for a video benchmark, prompts per forward pass (default:
+            all the prompts of a video).
         skip_missing: drop samples whose files are missing (the reader logs how many) instead of failing.
         progress: show a tqdm progress bar.
+        predictions_dir: video benchmarks only: also write the predicted masks there, in the benchmark's result
+            layout. A split scored by a challenge server (Ref-YouTube-VOS `valid`) always writes them (by default
+            next to `output`) and zips them into `submission.zip`.
 
     Returns:
         The report dict.
     """
+    if benchmark in VIDEO_BENCHMARKS:
+        return _run_video_benchmark(
+            benchmark,
+            data_root,
+            predictor,
+            output,
+            split=split,
+            model_name=model_name,
+            limit=limit,
+            max_batch_size=batch_size,
+            skip_missing=skip_missing,
+            progress=progress,
+            predictions_dir=predictions_dir,
+        )
+    if predictions_dir is not None:
+        raise ValueError(f"`predictions_dir` applies to the video benchmarks ({', '.join(VIDEO_BENCHMARKS)})")
     spec = BENCHMARKS[benchmark]
     split = split or spec.default_split
     dataset = spec.read(data_root, split, skip_missing)
@@ -255,10 +314,8 @@ def run_benchmark(
         dataset = dataset.select(range(min(limit, len(dataset))))
     context = spec.context(data_root, split)
     header = {"benchmark": benchmark, "split": split, "model": model_name, "limit": limit}
-    results_path = per_sample_results_path(output)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    records = _read_records(results_path, header)[: len(dataset)]
-    _write_records(results_path, header, records)  # rewrites a torn last line away
+    results_path, records = _resume(output, header, len(dataset))
+    batch_size = batch_size or 1
 
     with (
         open(results_path, "a", encoding="utf-8") as file,
@@ -267,24 +324,91 @@ def run_benchmark(
         for start in range(len(records), len(dataset), batch_size):
             rows = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
             predictions = predictor(spec.task, rows, context)
+            batch_records = []
             for offset, (row, prediction) in enumerate(zip(rows, predictions, strict=True)):
                 index = start + offset
                 statistics = sample_statistics(
                     spec.metric, prediction, reference_of(spec.metric, row), context, index=index
                 )
-                file.write(json.dumps({"index": index, "id": _sample_id(row), "statistics": statistics}) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+                batch_records.append({"index": index, "id": _sample_id(row), "statistics": statistics})
+            _append_records(file, batch_records)
             bar.update(len(rows))
 
     report = build_report(benchmark, split, model_name, _read_records(results_path, header), context, results_path)
-    Path(output).write_text(json.dumps(report, indent=2, allow_nan=False), encoding="utf-8")
-    return report
+    return _write_report(output, report)
+
+
+def _run_video_benchmark(
+    benchmark: str,
+    data_root,
+    predictor,
+    output,
+    *,
+    split: str | None,
+    model_name: str,
+    limit: int | None,
+    max_batch_size: int | None,
+    skip_missing: bool,
+    progress: bool,
+    predictions_dir,
+) -> dict:
+    """`run_benchmark` for `VIDEO_BENCHMARKS`: one record per video, the frames scored as they are segmented."""
+    spec = VIDEO_BENCHMARKS[benchmark]
+    split = split or spec.default_split
+    dataset = spec.read(data_root, split, skip_missing)
+    videos = video_groups(dataset)[:limit]
+    # a Ref-YouTube-VOS split without annotations is scored by the challenge server: write its submission
+    first_row = video_rows(dataset, range(1))
+    server_scored = spec.metric == "referring_video" and bool(first_row) and not first_row[0]["annotations"]
+    context = {"server_scored": server_scored}
+    if server_scored and predictions_dir is None:
+        predictions_dir = Path(output).with_name(Path(output).stem + ".predictions")
+    header = {
+        "benchmark": benchmark,
+        "split": split,
+        "model": model_name,
+        "limit": limit,
+        "predictions_dir": None if predictions_dir is None else str(predictions_dir),
+    }
+    results_path, records = _resume(output, header, len(videos))
+    frame_names = dataset["frame_names"]
+    frame_counts = [len(frame_names[rows.start]) for _, rows in videos]
+
+    with (
+        open(results_path, "a", encoding="utf-8") as file,
+        tqdm(
+            total=sum(frame_counts),
+            initial=sum(frame_counts[: len(records)]),
+            unit="frame",
+            desc=f"{benchmark} {split}",
+            disable=not progress,
+        ) as bar,
+    ):
+        for index in range(len(records), len(videos)):
+            video, rows = videos[index]
+            bar.set_postfix_str(f"video {index + 1}/{len(videos)}: {video}")
+            try:
+                scorer = spec.scorer(video_rows(dataset, rows), predictions_dir)
+                predictions = predictor.segment_video(scorer.frames, scorer.prompts, spec.task, max_batch_size)
+                for position, masks in enumerate(predictions):
+                    scorer.add_frame(position, masks)
+                    bar.update()
+                statistics = scorer.statistics()
+            except ValueError as error:
+                raise ValueError(f"{benchmark} {split}, video {video}: {error}") from error
+            _append_records(file, [{"index": index, "id": f"video={video}", "statistics": statistics}])
+
+    report = build_report(benchmark, split, model_name, _read_records(results_path, header), context, results_path)
+    if predictions_dir is not None:
+        report["predictions_dir"] = str(predictions_dir)
+    if server_scored:
+        report["submission"] = str(write_submission(predictions_dir))
+    return _write_report(output, report)
 
 
 def build_report(benchmark: str, split: str, model_name: str, records: list, context: dict, results_path) -> dict:
     """The report of a finished run: metrics from `aggregate_records`, their definitions and the run's provenance."""
-    spec = BENCHMARKS[benchmark]
+    spec = VIDEO_BENCHMARKS[benchmark] if benchmark in VIDEO_BENCHMARKS else BENCHMARKS[benchmark]
     metrics = aggregate_records(spec.metric, records, context)
     return {
         "benchmark": benchmark,
@@ -293,7 +417,7 @@ def build_report(benchmark: str, split: str, model_name: str, records: list, con
         "num_samples": len(records),
         "metric": spec.metric,
         "metrics": _json_safe(metrics),
-        "definitions": DEFINITIONS[spec.metric],
+        "definitions": SERVER_SCORED_DEFINITIONS if context.get("server_scored") else DEFINITIONS[spec.metric],
         "per_sample_results": str(results_path),
         "context": {key: value for key, value in context.items() if key != "class_names"},
     }
@@ -310,11 +434,23 @@ def _json_safe(value):
     return value
 
 
+def _scalar_rows(metrics: dict, prefix: str = "") -> Iterator[tuple[str, float | None]]:
+    """`(name, value)` of every scalar of a metric dict; nested dicts (ReVOS splits) give `"<split> <name>"`."""
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _scalar_rows(value, f"{prefix}{name} ")
+        elif not isinstance(value, list):
+            yield f"{prefix}{name}", value
+
+
 def format_table(report: dict) -> str:
     """Plain-text table of a report's scalar metrics, in percent."""
-    rows = [(name, value) for name, value in report["metrics"].items() if not isinstance(value, list)]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{report['benchmark']} {report['split']} ({report['num_samples']} samples)"]
+    unit = "videos" if report["benchmark"] in VIDEO_BENCHMARKS else "samples"
+    lines = [f"{report['benchmark']} {report['split']} ({report['num_samples']} {unit})"]
+    if "submission" in report:
+        lines.append(f"  scored by the challenge server: upload {report['submission']}")
+    rows = list(_scalar_rows(report["metrics"]))
+    width = max((len(name) for name, _ in rows), default=0)
     for name, value in rows:
         lines.append(f"  {name:<{width}}  {'n/a' if value is None else f'{100 * value:.2f}'}")
     return "\n".join(lines)
@@ -331,6 +467,27 @@ class HyperSegPredictor:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.processor = HyperSegProcessor.from_pretrained(model_path)
         self.model = HyperSegForUniversalSegmentation.from_pretrained(model_path).to(self.device).eval()
+
+    def segment_video(self, frames: list, prompts: list, task: str, max_batch_size: int | None = None) -> Iterator:
+        """
+        Per frame of a video, one `(h, w)` bool mask per prompt, from `hyperseg.video.iter_segment_video` (the
+        function behind `python -m hyperseg.video`): all prompts followed in one pass over the frames, at most
+        `max_batch_size` per forward pass. `prompts` are texts, or visual prompts for `task="interactive"`.
+        """
+        from hyperseg.video import iter_segment_video
+
+        prompt_kwargs = {"visual_prompts": prompts} if task == "interactive" else {"text": prompts}
+        results = iter_segment_video(
+            self.model,
+            self.processor,
+            frames,
+            task=task,
+            max_batch_size=max_batch_size,
+            progress=False,
+            **prompt_kwargs,
+        )
+        for result in results:
+            yield result.masks
 
     def __call__(self, task: str, rows: list, context: dict) -> list:
         import torch

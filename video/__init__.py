@@ -18,6 +18,7 @@ from .frames import FrameSource, VideoFrame
 from .segment import iter_segment_video, segment_video
 from .session import (
     FrameSegmentation,
+    PropagatedVisualPrompts,
     ReferenceFrames,
     TemporalLatents,
     VideoSession,
@@ -29,6 +30,7 @@ from .writer import VideoFileWriter, VideoSegmentationWriter, blend_masks, encod
 __all__ = [
     "FrameSegmentation",
     "FrameSource",
+    "PropagatedVisualPrompts",
     "ReferenceFrames",
     "TemporalLatents",
     "VideoFrame",

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 
 from .frames import FrameSource
-from .session import FrameSegmentation, VideoSession, as_prompt_list
+from .session import FrameSegmentation, VideoSession
 from .writer import VideoSegmentationWriter
 
 
@@ -13,9 +13,10 @@ def iter_segment_video(
     model,
     processor,
     video,
-    text: str | list[str],
+    text: str | list[str] | None = None,
     task: str = "referring_video",
     *,
+    visual_prompts: list[dict] | None = None,
     every: int = 1,
     fps: float | Fraction | None = None,
     output_dir=None,
@@ -28,7 +29,7 @@ def iter_segment_video(
     writing, the run-length encoded masks that go into `masks.json`), so memory does not grow with the video's
     length. The prompts and the input are checked before anything is written.
     """
-    session = VideoSession(model, processor, text, task, max_batch_size=max_batch_size)
+    session = VideoSession(model, processor, text, task, max_batch_size=max_batch_size, visual_prompts=visual_prompts)
     source = FrameSource(video, every=every, fps=fps)
     writer = None
     if output_dir is not None:
@@ -45,9 +46,10 @@ def segment_video(
     model,
     processor,
     video,
-    text: str | list[str],
+    text: str | list[str] | None = None,
     task: str = "referring_video",
     *,
+    visual_prompts: list[dict] | None = None,
     every: int = 1,
     fps: float | Fraction | None = None,
     output_dir=None,
@@ -66,7 +68,11 @@ def segment_video(
             A path that av can open, a folder of image files, a uint8 array `(num_frames, height, width, 3)`, or a
             list of PIL images / uint8 `(height, width, 3)` arrays / image paths.
         text (`str` or `list[str]`): one prompt or several; each gets its own track.
-        task (`str`, *optional*, defaults to `"referring_video"`): `"referring_video"` or `"reasoning_video"`.
+        task (`str`, *optional*, defaults to `"referring_video"`): `"referring_video"`, `"reasoning_video"`, or
+            `"interactive"` to follow objects given by `visual_prompts` instead of `text`.
+        visual_prompts (`list[dict]`, *optional*): for `task="interactive"`: one visual prompt per object on the
+            first frame (`{"mask" | "box" | "point" | "scribble": ...}`, as the processor takes them); on later frames
+            each object is prompted by its previous mask (see [`PropagatedVisualPrompts`]). One track per object.
         every (`int`, *optional*, defaults to 1): segment every `every`-th frame only.
         fps (`float`, *optional*): frame rate of in-memory frames or image files (default 30; files have their own).
         output_dir (`str` or `os.PathLike`, *optional*): also write the PNG masks, `masks.json` and `overlay.mp4`
@@ -87,14 +93,14 @@ def segment_video(
     >>> [entry["score"] for entry in tracks[0]]
     ```
     """
-    prompts = as_prompt_list(text)
-    tracks = [[] for _ in prompts]
+    tracks = None
     results = iter_segment_video(
         model,
         processor,
         video,
-        prompts,
+        text,
         task,
+        visual_prompts=visual_prompts,
         every=every,
         fps=fps,
         output_dir=output_dir,
@@ -102,6 +108,7 @@ def segment_video(
         progress=progress,
     )
     for result in results:
+        tracks = tracks or [[] for _ in result.masks]
         for track, mask, score in zip(tracks, result.masks, result.scores):
             track.append(
                 {"frame_index": result.frame.index, "timestamp": result.frame.timestamp, "mask": mask, "score": score}

@@ -1,6 +1,6 @@
 """
-Video sessions: text prompts followed through a video, with the state that carries each prompt from frame to frame
-held in an explicit memory object rather than in the model.
+Video sessions: text prompts, or visual prompts on the first frame, followed through a video, with the state that
+carries each prompt from frame to frame held in an explicit memory object rather than in the model.
 
 One memory per system, chosen from the model's perceiver ([`default_memory`]):
 
@@ -25,6 +25,8 @@ from hyperseg.processing import select_reference_frames
 from hyperseg.processing.prompts import VIDEO_TASKS
 
 from .frames import FrameSource, VideoFrame
+
+SESSION_TASKS = VIDEO_TASKS + ("interactive",)  # "interactive": objects given by visual prompts on the first frame
 
 
 @dataclass
@@ -164,6 +166,44 @@ def default_memory(model) -> TemporalLatents | ReferenceFrames:
     return memories[perceiver_type]()
 
 
+class PropagatedVisualPrompts:
+    """
+    The prompts of a `task="interactive"` session (DAVIS-17 semi-supervised): each object is prompted on the first
+    processed frame by its given visual prompt (`{"mask" | "box" | "point" | "scribble": ...}`, as the processor takes
+    them), and on every later frame by the mask predicted for it on the previous processed frame, as PSALM's DAVIS-17
+    loop feeds its previous predictions back as region prompts. HyperSeg pools a region from the image it segments, so
+    that mask is laid on the new frame (PSALM pools it from the previous frame's image). A prediction that is empty,
+    or that covers no pixel once resized to the vision-tower grid, leaves the object's previous prompt in place.
+
+    Args:
+        visual_prompts (`list[dict]`): one visual prompt per object, on the first processed frame.
+        image_processor ([`HyperSegImageProcessor`]): resizes a mask to the vision-tower grid as the processor does.
+    """
+
+    def __init__(self, visual_prompts: list[dict], image_processor):
+        if not isinstance(visual_prompts, (list, tuple)) or not visual_prompts:
+            raise ValueError(
+                f"task 'interactive' needs `visual_prompts`, a non-empty list of one prompt per object, got "
+                f"{visual_prompts!r}"
+            )
+        self.current = list(visual_prompts)
+        self.image_processor = image_processor
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+    def processor_kwargs(self, prompt_indices: list[int]) -> dict:
+        """One visual prompt per row of the batch: the objects `prompt_indices`."""
+        return {"visual_prompts": [[self.current[index]] for index in prompt_indices]}
+
+    def update(self, masks: list[np.ndarray]) -> None:
+        """Prompts each object on the next frame with the mask just predicted for it, when that mask is usable."""
+        size, resample = self.image_processor.size, self.image_processor.resample
+        for index, mask in enumerate(masks):
+            if self.image_processor.resize(mask[None].astype(np.uint8), size=size, resample=resample).any():
+                self.current[index] = {"mask": mask}
+
+
 def as_prompt_list(text) -> list[str]:
     """`text` (one prompt or a list) as a list of prompts; a ValueError names the first empty one."""
     prompts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
@@ -177,7 +217,8 @@ def as_prompt_list(text) -> list[str]:
 
 class VideoSession:
     r"""
-    Follows one or more text prompts through a video, frame by frame. Feed frames in order with
+    Follows one or more text prompts (or, with `task="interactive"`, objects given by visual prompts on the first
+    frame, see [`PropagatedVisualPrompts`]) through a video, frame by frame. Feed frames in order with
     [`~VideoSession.add_frame`] and call [`~VideoSession.close`] at the end of the video (or use
     [`~VideoSession.run`]); each call returns the frames segmented so far, one [`FrameSegmentation`] each, in order.
 
@@ -188,10 +229,13 @@ class VideoSession:
         model ([`HyperSegForUniversalSegmentation`]): the model, on the device and in the dtype to run in.
         processor ([`HyperSegProcessor`]): its processor.
         text (`str` or `list[str]`): the prompts (referring expressions or reasoning questions).
-        task (`str`, *optional*, defaults to `"referring_video"`): `"referring_video"` or `"reasoning_video"`.
+        task (`str`, *optional*, defaults to `"referring_video"`): `"referring_video"`, `"reasoning_video"` or
+            `"interactive"` (HyperSeg's temporal latents only: InstructSeg has no region prompts).
         memory ([`TemporalLatents`] or [`ReferenceFrames`], *optional*): a fresh memory for the video; by default
             the one of the model's perceiver ([`default_memory`]).
         max_batch_size (`int`, *optional*): at most this many prompts per forward pass (all by default).
+        visual_prompts (`list[dict]`, *optional*): for `task="interactive"` instead of `text`: one visual prompt per
+            object on the first frame, e.g. `{"mask": first_frame_mask}`.
     """
 
     def __init__(
@@ -202,10 +246,20 @@ class VideoSession:
         task: str = "referring_video",
         memory: TemporalLatents | ReferenceFrames | None = None,
         max_batch_size: int | None = None,
+        visual_prompts: list[dict] | None = None,
     ):
-        if task not in VIDEO_TASKS:
-            raise ValueError(f"unknown video task {task!r}; expected one of {', '.join(VIDEO_TASKS)}")
-        self.prompts = as_prompt_list(text)
+        if task not in SESSION_TASKS:
+            raise ValueError(f"unknown video task {task!r}; expected one of {', '.join(SESSION_TASKS)}")
+        self.visual_prompts = None
+        if task == "interactive":
+            if text is not None:
+                raise ValueError("task 'interactive' follows `visual_prompts`, not `text`")
+            self.visual_prompts = PropagatedVisualPrompts(visual_prompts, processor.image_processor)
+            self.prompts = [f"object {index}" for index in range(len(self.visual_prompts))]
+        elif visual_prompts is not None:
+            raise ValueError(f"`visual_prompts` are followed by task 'interactive', not {task!r}")
+        else:
+            self.prompts = as_prompt_list(text)
         if max_batch_size is not None and max_batch_size < 1:
             raise ValueError(f"`max_batch_size` must be at least 1, got {max_batch_size}")
         self.memory = memory if memory is not None else default_memory(model)
@@ -213,6 +267,11 @@ class VideoSession:
             raise ValueError(
                 f"{type(self.memory).__name__} serves models with perceiver_type={self.memory.perceiver_type!r}; this "
                 f"one has {model.config.perceiver_type!r}"
+            )
+        if task == "interactive" and not isinstance(self.memory, TemporalLatents):
+            raise ValueError(
+                "task 'interactive' follows objects with HyperSeg's TemporalLatents (fine_grained perceiver); "
+                f"this model's perceiver is {model.config.perceiver_type!r}"
             )
         self.model = model
         self.processor = processor
@@ -249,18 +308,27 @@ class VideoSession:
         masks, scores, query_indices = [], [], []
         for start in range(0, len(self.prompts), self.max_batch_size):
             batch = list(range(start, min(start + self.max_batch_size, len(self.prompts))))
+            if self.visual_prompts is not None:
+                prompt_kwargs = self.visual_prompts.processor_kwargs(batch)
+            else:
+                prompt_kwargs = {"text": [self.prompts[index] for index in batch]}
             inputs = self.processor(
                 images=[image] * len(batch),
-                text=[self.prompts[index] for index in batch],
                 task=self.task,
+                **prompt_kwargs,
                 **self.memory.processor_kwargs(frame, len(batch)),
             ).to(self.model.device, dtype=self.model.dtype)
             outputs = self.model(**inputs, **self.memory.model_kwargs(batch))
             self.memory.update(batch, outputs)
-            results = self.processor.post_process_referring_segmentation(
-                outputs, target_sizes=[target_size] * len(batch)
-            )
+            target_sizes = [target_size] * len(batch)
+            if self.visual_prompts is not None:  # one region per row
+                regions = self.processor.post_process_interactive_segmentation(outputs, target_sizes=target_sizes)
+                results = [row[0] for row in regions]
+            else:
+                results = self.processor.post_process_referring_segmentation(outputs, target_sizes=target_sizes)
             masks.extend(result["mask"].cpu().numpy() for result in results)
             scores.extend(result["score"] for result in results)
             query_indices.extend(result["query_index"] for result in results)
+        if self.visual_prompts is not None:
+            self.visual_prompts.update(masks)
         return FrameSegmentation(frame, masks, scores, query_indices)

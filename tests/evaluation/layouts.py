@@ -176,3 +176,95 @@ def write_refcoco_split(root, num_refs, seed=0):
     write_json(
         root / "refcoco" / "instances.json", {"images": images, "annotations": annotations, "categories": [{"id": 1}]}
     )
+
+
+# --- video benchmarks ------------------------------------------------------------------------------------------------
+
+VIDEO_SIZE = (12, 16)  # (height, width) of the synthetic video frames
+
+
+def write_palette_png(path, array):
+    """A palette PNG whose pixel values are `array` (object ids), as the DAVIS annotations are stored."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(np.asarray(array, dtype=np.uint8), mode="P")
+    image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * (256 * 3 - 12))
+    image.save(path)
+
+
+def object_ids(num_objects, frame, size=VIDEO_SIZE):
+    """The id map of frame `frame`: object k is a 3x4 block in row band k, moving right by one pixel per frame."""
+    ids = np.zeros(size, dtype=np.uint8)
+    for object_id in range(1, num_objects + 1):
+        top, left = 4 * (object_id - 1), (2 * object_id + frame) % (size[1] - 4)
+        ids[top : top + 3, left : left + 4] = object_id
+    return ids
+
+
+def write_video_frames(frame_dir, annotation_dir, frame_names, num_objects):
+    """JPEG frames (object k painted grey 80 * k) and, unless `annotation_dir` is None, their id-map PNGs."""
+    id_maps = []
+    for frame, name in enumerate(frame_names):
+        ids = object_ids(num_objects, frame)
+        id_maps.append(ids)
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.repeat((80 * ids)[..., None], 3, axis=-1).astype(np.uint8)).save(frame_dir / f"{name}.jpg")
+        if annotation_dir is not None:
+            write_palette_png(annotation_dir / f"{name}.png", ids)
+    return id_maps
+
+
+def write_davis(root, videos):
+    """DAVIS-2017 `val` with `videos` = {name: (num_frames, num_objects)}; returns {name: [id map per frame]}."""
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("".join(f"{video}\n" for video in videos))
+    return {
+        video: write_video_frames(
+            root / "JPEGImages" / "480p" / video,
+            root / "Annotations" / "480p" / video,
+            [f"{frame:05d}" for frame in range(num_frames)],
+            num_objects,
+        )
+        for video, (num_frames, num_objects) in videos.items()
+    }
+
+
+def write_referring_video(root, videos, split="valid", annotations=True):
+    """
+    A Ref-YouTube-VOS / Ref-DAVIS split: `videos` = {name: (num_frames, num_objects, [(expression, obj_id), ...])},
+    frames named every 5th as in Ref-YouTube-VOS. Returns {name: [id map per frame]}.
+    """
+    meta, id_maps = {"videos": {}}, {}
+    for video, (num_frames, num_objects, expressions) in videos.items():
+        frame_names = [f"{5 * frame:05d}" for frame in range(num_frames)]
+        expressions = {str(index): {"exp": text, "obj_id": str(obj)} for index, (text, obj) in enumerate(expressions)}
+        meta["videos"][video] = {"frames": frame_names, "expressions": expressions}
+        frame_dir = root / split / "JPEGImages" / video
+        annotation_dir = root / split / "Annotations" / video if annotations else None
+        id_maps[video] = write_video_frames(frame_dir, annotation_dir, frame_names, num_objects)
+    write_json(root / "meta_expressions" / split / "meta_expressions.json", meta)
+    return id_maps
+
+
+def write_revos_videos(root, videos):
+    """
+    A ReVOS `valid` split: `videos` = {name: (num_frames, num_objects, [(expression, [object ids], type_id), ...])};
+    annotation `100 * video index + k` is object k. Returns {name: [id map per frame]}.
+    """
+    meta, mask_dict, foreground, id_maps = {"videos": {}}, {}, {}, {}
+    for video_index, (video, (num_frames, num_objects, expressions)) in enumerate(videos.items()):
+        frame_names = [f"f{frame}" for frame in range(num_frames)]
+        id_maps[video] = write_video_frames(root / "JPEGImages" / video, None, frame_names, num_objects)
+        for object_id in range(1, num_objects + 1):
+            mask_dict[str(100 * video_index + object_id)] = [encode_rle(ids == object_id) for ids in id_maps[video]]
+        foreground[video] = {"masks_rle": [encode_rle(ids > 0) for ids in id_maps[video]]}
+        meta["videos"][video] = {
+            "frames": frame_names,
+            "expressions": {
+                str(index): {"exp": text, "anno_id": [100 * video_index + obj for obj in objects], "type_id": type_id}
+                for index, (text, objects, type_id) in enumerate(expressions)
+            },
+        }
+    write_json(root / "meta_expressions_valid_.json", meta)
+    write_json(root / "mask_dict.json", mask_dict)
+    write_json(root / "mask_dict_foreground.json", foreground)
+    return id_maps

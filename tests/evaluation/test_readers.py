@@ -25,8 +25,15 @@ from hyperseg.evaluation.readers import (
     semantic_class_names,
     youtube_vis_categories,
 )
-from layouts import square_mask, write_ade, write_coco_panoptic, write_image, write_json, write_refcoco
-from PIL import Image
+from layouts import (
+    square_mask,
+    write_ade,
+    write_coco_panoptic,
+    write_image,
+    write_json,
+    write_palette_png,
+    write_refcoco,
+)
 
 
 def stored_path(dataset, column, row=0):
@@ -201,13 +208,6 @@ def test_semantic_missing_image_and_class_list(tmp_path, caplog):
 
 
 # --- DAVIS-17 --------------------------------------------------------------------------------------------------------
-
-
-def write_palette_png(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array.astype(np.uint8), mode="P")
-    image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9))
-    image.save(path)
 
 
 def test_davis_reader(tmp_path):
