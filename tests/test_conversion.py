@@ -90,3 +90,61 @@ def test_save_and_reload_give_identical_outputs(tmp_path):
         first, second = model(**inputs), reloaded(**inputs)
     for name in ("masks_queries_logits", "seg_queries_logits", "temporal_latents", "llm_last_hidden_state"):
         assert torch.equal(first[name], second[name]), name
+
+
+def instructseg_3b_inventory() -> dict[str, list[int]]:
+    """
+    The released InstructSeg's tensor names and shapes: HyperSeg-3B's inventory without HyperSeg's own modules, plus
+    InstructSeg's (names from the tiny InstructSeg release, shapes from the spec's released sizes: OVP at the LLM
+    width 2560 with 8 heads x 128 and FF x2, VMTF at 1024 with 8 heads x 128 and FF x2, `SEG_token_projector`
+    2048 -> 256).
+    """
+    hyperseg_only = (
+        "mgvp_layers.", "local_project.", "level_embed.", "expanded_seg_query_project.", "temporal_query",
+        "class_name_projector.", "region_projector.", "predictor.CLASS_proj.", "predictor.REGION_proj.",
+        "SEG_token_projector.",
+    )
+    inventory = {name: shape for name, shape in read_inventory().items() if not name.startswith(hyperseg_only)}
+    from safetensors import safe_open
+
+    tiny = require_fixture("instructseg_forward_tiny", "checkpoint", "model.safetensors")
+    with safe_open(tiny, framework="pt") as handle:
+        own = [name for name in handle.keys() if not name.startswith(("model.", "pixel_decoder.", "predictor.", "lm_head"))]
+    widths = {"ovp": (2560, 8 * 128, 2 * 2560), "vmtf": (1024, 8 * 128, 2 * 1024)}
+    for name in own:
+        parts = name.split(".")
+        if parts[0] in ("ovp_layers", "vmtf_layers"):
+            dim, inner, ff = widths[parts[0][:-7]]
+            if parts[1] == "norm" or parts[-2].startswith("norm") or parts[-2] == "0" and parts[-3] == "1":
+                shape = [dim]
+            else:
+                shape = {"to_q": [inner, dim], "to_kv": [2 * inner, dim], "to_out": [dim, inner], "1": [ff, dim],
+                         "3": [dim, ff]}[parts[-2]]
+        else:
+            shape = {
+                "temporal_query": [128, 2560], "seg_query": [100, 2560],
+                "seg_query_projector.weight": [256, 2560], "seg_query_projector.bias": [256],
+                "local_project.weight": [1024, 1024, 1, 1], "local_project.bias": [1024],
+                "text_vmtf_projector.weight": [1024, 2560], "text_vmtf_projector.bias": [1024],
+                "origin_SEG_token_projector.weight": [1024, 2560], "origin_SEG_token_projector.bias": [1024],
+                "SEG_token_projector.weight": [256, 2048], "SEG_token_projector.bias": [256],
+            }[name]
+        inventory[name] = shape
+    return inventory
+
+
+def test_real_size_instructseg_inventory_converts_on_meta_device():
+    inventory = instructseg_3b_inventory()
+    config = HyperSegConfig.instructseg_3b()
+    original = {name: torch.empty(shape, device="meta") for name, shape in inventory.items()}
+    state_dict, unused = convert_state_dict(original, config)
+    with torch.device("meta"):
+        model = HyperSegForUniversalSegmentation(config)
+    expected = model.state_dict()
+    assert set(state_dict) == set(expected), (
+        f"missing {sorted(set(expected) - set(state_dict))[:5]}, unexpected {sorted(set(state_dict) - set(expected))[:5]}"
+    )
+    for name, tensor in state_dict.items():
+        assert tensor.shape == expected[name].shape, f"{name}: {tuple(tensor.shape)} != {tuple(expected[name].shape)}"
+    # the same never-used groups as HyperSeg's
+    assert {name for name in inventory if any(fragment in name for fragment in NEVER_USED)} == set(unused)
