@@ -1,3 +1,16 @@
+# Copyright 2025 The HyperSeg port authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """HyperSeg model configuration."""
 
 import copy
@@ -6,6 +19,9 @@ from transformers import AutoConfig, Mask2FormerConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
+# No @strict: as remote code for several transformers 5.x releases the config keeps unknown keys as attributes.
+# The docstring is written out: @auto_docstring only knows transformers' own arguments.
+# trf-ignore: TRF010, trf-ignore: TRF057
 class HyperSegConfig(PreTrainedConfig):
     r"""
     Configuration of [`HyperSegForUniversalSegmentation`]: a vision-language LLM (SigLIP + Phi) whose hidden states

@@ -1,3 +1,16 @@
+# Copyright 2025 The HyperSeg port authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """HyperSeg: universal image and video segmentation driven by a vision-language LLM (arXiv 2411.17606)."""
 
 from dataclasses import dataclass
@@ -8,7 +21,7 @@ from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedMod
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.loss.loss_utils import ForCausalLMLoss
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_hyperseg import HyperSegConfig
 from .fine_grained_perceiver import FineGrainedVisualPerceiver
@@ -18,10 +31,12 @@ from .mask_decoder import HyperSegMaskDecoder, MaskDecoderPrediction
 from .object_aware_perceiver import ObjectAwareVideoPerceiver
 from .pixel_decoder import HyperSegPixelDecoder
 from .region_sampler import RegionSampler
+from .shared_prefix import language_model_with_shared_prefix
 from .text_fusion import VisionGuidedTextFusion
 from .vision_encoder import HyperSegMultiModalProjector, build_vision_tower
 
 
+# trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
 @dataclass
 class HyperSegOutput(ModelOutput):
     r"""
@@ -47,7 +62,8 @@ class HyperSegOutput(ModelOutput):
             The perceiver latents for the next video frame; pass them back as `temporal_latents`.
         auxiliary_predictions (`list[MaskDecoderPrediction]`, *optional*):
             The earlier decoder predictions (from the LLM queries before the first layer, then after each layer but
-            the last), for deep supervision.
+            the last), for deep supervision; returned in training, with targets, or with
+            `output_auxiliary_predictions=True`.
         llm_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
             The LLM's last hidden state (after its final LayerNorm).
         past_key_values (`Cache`, *optional*):
@@ -67,12 +83,14 @@ class HyperSegOutput(ModelOutput):
     past_key_values: Cache | None = None
 
 
+# trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
 class HyperSegPreTrainedModel(HyperSegHubMixin, PreTrainedModel):
     config_class = HyperSegConfig
-    base_model_prefix = ""
+    base_model_prefix = ""  # trf-ignore: TRF002 (one model class, no separate base model)
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
+    # trf-ignore: TRF022 (the layers of the reused transformers sub-models, which a device map must not split)
     _no_split_modules = ["PhiDecoderLayer", "SiglipEncoderLayer", "SwinStage"]
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -99,7 +117,8 @@ def _gather_slots(hidden_states: torch.Tensor, slot_mask: torch.Tensor, name: st
 
 
 def _scatter_slots(inputs_embeds: torch.Tensor, slot_mask: torch.Tensor, values: torch.Tensor, name: str):
-    """Writes `values` (batch, slots, hidden) at the positions of `slot_mask` (batch, length)."""
+    """Writes `values` (batch or 1, slots, hidden) at the positions of `slot_mask` (batch, length)."""
+    values = values.expand(slot_mask.shape[0], -1, -1)  # one image's tokens for each of its prompts
     expected = slot_mask.sum(-1)
     if (expected != values.shape[1]).any():
         raise ValueError(
@@ -109,6 +128,7 @@ def _scatter_slots(inputs_embeds: torch.Tensor, slot_mask: torch.Tensor, values:
     return inputs_embeds.masked_scatter(slot_mask.unsqueeze(-1), values.to(inputs_embeds.dtype))
 
 
+# trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
 class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin):
     r"""
     HyperSeg: a SigLIP + Phi vision-language model whose hidden states drive a Mask2Former-style decoder over a Swin
@@ -136,7 +156,9 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         # the backbone returns the per-stage normed maps; SwinModel's final LayerNorm output would be thrown away
         self.backbone.swin.layernorm = nn.Identity()
         perceivers = {"fine_grained": FineGrainedVisualPerceiver, "object_aware": ObjectAwareVideoPerceiver}
+        # CODEPATH: HyperSeg checkpoints build the fine-grained perceiver, InstructSeg ones the object-aware one
         self.perceiver = perceivers[config.perceiver_type](config) if config.perceiver_type else None
+        # CODEPATH: InstructSeg checkpoints fuse the referring prompt with VMTF, HyperSeg ones take its mean state
         self.text_fusion = VisionGuidedTextFusion(config) if config.text_fusion == "vmtf" else None
         self.pixel_decoder = HyperSegPixelDecoder(config)
         self.mask_decoder = HyperSegMaskDecoder(config)
@@ -185,6 +207,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         self._require_grads_hooks = [self.get_input_embeddings().register_forward_hook(make_inputs_require_grads)]
         self._require_grads_hook = self._require_grads_hooks[0]
 
+    # trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(batch, 3, size, size) -> (batch, num_image_tokens, llm_hidden) projected vision-tower features."""
         return self.multi_modal_projector(self.vision_tower(pixel_values).last_hidden_state)
@@ -224,6 +247,8 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             for name, values in prompt.items()
         }
 
+    # trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -243,6 +268,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         mask_labels: list[torch.Tensor] | None = None,
         class_labels: list[torch.LongTensor] | None = None,
         labels: torch.LongTensor | None = None,
+        output_auxiliary_predictions: bool | None = None,
         **kwargs,
     ) -> HyperSegOutput:
         r"""
@@ -251,7 +277,9 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             the model runs its default prompt, `config.default_prompt_inputs` (panoptic over `config.id2label`), on
             the pixels alone, as transformers' `image-segmentation` pipeline calls it.
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, size, size)`):
-            The vision-tower input (filling the `<image>` tokens).
+            The vision-tower input (filling the `<image>` tokens). The image inputs may also hold a single image for
+            a batch of several prompts on it (the processor's output for one image with several texts or class-name
+            lists): the image is then encoded once, and the beginning the prompts share runs through the LLM once.
         backbone_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, backbone_size, backbone_size)`, *optional*):
             The padded Swin input; needed by every segmentation prompt, not by chat.
         pixel_mask (`torch.LongTensor` of shape `(batch_size, backbone_size, backbone_size)`, *optional*):
@@ -281,6 +309,9 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             Per sample, `(num_targets,)` class-prompt indices of the targets (class-name tasks).
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Next-token targets (-100 = ignored), aligned with `input_ids`; adds the language-modelling loss.
+        output_auxiliary_predictions (`bool`, *optional*):
+            Also return the earlier decoder predictions at inference (they are always returned in training and with
+            targets).
         """
         use_cache = use_cache if use_cache is not None else False
         if input_ids is None:
@@ -307,7 +338,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         if slots["temporal"].any() or slots["query"].any():
             if backbone_pixel_values is None:
                 raise ValueError("segmentation prompts need backbone_pixel_values (the padded Swin input)")
-            backbone_features = self.backbone(backbone_pixel_values).feature_maps  # strides 4, 8, 16, 32
+            backbone_features = self.backbone(backbone_pixel_values.to(self.dtype)).feature_maps  # strides 4-32
 
         if slots["temporal"].any():
             perceiver_tokens = self._perceive(
@@ -325,19 +356,27 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
                 raise ValueError("the prompt has <region> tokens but neither region_masks nor region_points were given")
             if image_features is None:
                 raise ValueError("region prompts need the image tokens of the same image (<image> and pixel_values)")
-            regions = self.region_sampler(image_features, region_masks, region_points)
+            regions = self.region_sampler(image_features.expand(batch_size, -1, -1), region_masks, region_points)
             inputs_embeds = _scatter_slots(inputs_embeds, slots["region"], torch.stack(regions), "<region>")
 
-        llm_outputs = self.language_model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-        )
-        hidden_states = llm_outputs.last_hidden_state  # (batch, length, llm_hidden)
+        images = pixel_values if pixel_values is not None else backbone_pixel_values
+        prompts_share_image = images is not None and images.shape[0] == 1 < batch_size
+        if prompts_share_image and past_key_values is None and position_ids is None and not use_cache:
+            # several prompts on one image: the beginning they share (image, latents, ...) runs once
+            hidden_states = language_model_with_shared_prefix(self.language_model, inputs_embeds, attention_mask)
+            llm_cache = None
+        else:
+            llm_outputs = self.language_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+            )
+            hidden_states, llm_cache = llm_outputs.last_hidden_state, llm_outputs.past_key_values
+        # hidden_states: (batch, length, llm_hidden)
 
-        output = HyperSegOutput(llm_last_hidden_state=hidden_states, past_key_values=llm_outputs.past_key_values)
+        output = HyperSegOutput(llm_last_hidden_state=hidden_states, past_key_values=llm_cache)
         losses = {}
         if labels is not None or not slots["query"].any():
             output.logits = self.lm_head(hidden_states)
@@ -346,24 +385,28 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         if not slots["query"].any():
             return self._with_loss(output, losses)
 
-        if isinstance(self.perceiver, FineGrainedVisualPerceiver):
+        # dispatch on the config, not on the module class: PEFT wraps trained modules (modules_to_save)
+        # CODEPATH: HyperSeg checkpoints carry temporal latents to the next frame; InstructSeg ones read reference frames
+        if self.config.perceiver_type == "fine_grained":
             latent_states = _gather_slots(hidden_states, slots["temporal"], "<temporal>")
             output.temporal_latents = self.perceiver.next_latents(latent_states)
 
+        deep_supervision = self.training or mask_labels is not None
         predictions = self._decode_masks(
             hidden_states,
             slots,
             backbone_features,
             referring_prompt_mask,
             class_prompt_index,
-            score_all_predictions=self.training or mask_labels is not None,
+            score_all_predictions=deep_supervision,
         )
         final = predictions[-1]
         output.masks_queries_logits = final.masks_queries_logits
         output.seg_queries_logits = final.seg_queries_logits
         output.class_queries_logits = final.class_queries_logits
         output.region_queries_logits = final.region_queries_logits
-        output.auxiliary_predictions = predictions[:-1]
+        if deep_supervision or output_auxiliary_predictions:
+            output.auxiliary_predictions = predictions[:-1]
         if mask_labels is not None:
             self._check_targets(mask_labels, class_labels, backbone_pixel_values, final)
             losses.update(self.criterion.get_weighted_loss_dict(self.criterion(predictions, mask_labels, class_labels)))
@@ -391,10 +434,13 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         """The tokens filling the `<temporal>` placeholders, from the model's perceiver."""
         if self.perceiver is None:
             raise ValueError("the prompt has <temporal> tokens but this model has no perceiver (perceiver_type=None)")
-        if isinstance(self.perceiver, FineGrainedVisualPerceiver):
-            batch_size = inputs_embeds.shape[0]
-            latents = self.perceiver.initial_latents(batch_size) if temporal_latents is None else temporal_latents
-            return self.perceiver(list(backbone_features[1:]), latents)
+        # CODEPATH: HyperSeg checkpoints perceive the Swin scales, InstructSeg ones the reference frames and prompt
+        if self.config.perceiver_type == "fine_grained":
+            features = list(backbone_features[1:])
+            if temporal_latents is None:  # depends on the image only: once per image
+                return self.perceiver(features, self.perceiver.initial_latents(features[0].shape[0]))
+            features = [level.expand(len(temporal_latents), -1, -1, -1) for level in features]  # latents per prompt
+            return self.perceiver(features, temporal_latents)
         if referring_prompt_mask is None:
             raise ValueError("the object-aware perceiver reads the referring prompt: referring_prompt_mask is required")
         if reference_pixel_values is not None:
@@ -406,7 +452,7 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         else:
             raise ValueError("the object-aware perceiver needs pixel_values or reference_pixel_values")
         prompt_embeddings = [embeds[mask.bool()] for embeds, mask in zip(inputs_embeds, referring_prompt_mask)]
-        return self.perceiver(frame_features, prompt_embeddings)
+        return self.perceiver(frame_features.expand(len(prompt_embeddings), -1, -1, -1), prompt_embeddings)
 
     @staticmethod
     def _with_loss(output: HyperSegOutput, losses: dict[str, torch.Tensor]) -> HyperSegOutput:
@@ -457,7 +503,8 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
                 raise ValueError("referring_prompt_mask marks no token for some sample")
             if self.text_fusion is not None:
                 prompt_states = [states[mask.bool()] for states, mask in zip(hidden_states, referring_prompt_mask)]
-                pooled = self.text_fusion(prompt_states, backbone_features[-1])  # (batch, 2 * fusion_hidden)
+                coarse_features = backbone_features[-1].expand(len(prompt_states), -1, -1, -1)
+                pooled = self.text_fusion(prompt_states, coarse_features)  # (batch, 2 * fusion_hidden)
             else:
                 pooled = torch.einsum("bl,blh->bh", weights, hidden_states) / counts  # (batch, llm_hidden)
             seg_embeddings = self.seg_prompt_projector(pooled)
@@ -476,11 +523,12 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
         if slots["region"].any():
             region_embeddings = self.region_prompt_projector(_gather_slots(hidden_states, slots["region"], "<region>"))
 
-        pixel_decoded = self.pixel_decoder(list(backbone_features), return_dict=True)
+        pixel_decoded = self.pixel_decoder(list(backbone_features), return_dict=True)  # once per image
+        batch_size = queries.shape[0]
         return self.mask_decoder(
             queries,
-            pixel_decoded.mask_features,
-            pixel_decoded.multi_scale_features,
+            pixel_decoded.mask_features.expand(batch_size, -1, -1, -1),
+            [features.expand(batch_size, -1, -1, -1) for features in pixel_decoded.multi_scale_features],
             seg_embeddings=seg_embeddings,
             class_embeddings=class_embeddings,
             region_embeddings=region_embeddings,

@@ -11,8 +11,8 @@ class RegionSampler(nn.Module):
     plus random repeats when there are fewer, a random subset when there are more), the image-token map is sampled
     bilinearly at those points (`align_corners=True`) and the samples are averaged.
 
-    The draws come from a generator seeded with `seed` at every call, regions taken in order, so a given input always
-    gives the same features. Pre-drawn points can be passed instead.
+    The draws come from a generator seeded with `seed` for every image, its regions taken in order, so a given image
+    and prompts always give the same features, whatever else is in the batch. Pre-drawn points can be passed instead.
     """
 
     def __init__(self, num_points: int, seed: int):
@@ -52,9 +52,10 @@ class RegionSampler(nn.Module):
         grid_size = int(num_tokens**0.5)
         if len(region_masks) != batch_size:
             raise ValueError(f"got region masks for {len(region_masks)} images but {batch_size} images")
-        generator = torch.Generator().manual_seed(self.seed)
         features = []
         for index, (feature_map, masks) in enumerate(zip(image_features, region_masks)):
+            # a fresh generator per image: an image's features do not depend on the rest of the batch
+            generator = torch.Generator().manual_seed(self.seed)
             if region_points is not None:
                 points = region_points[index].to(feature_map.device, torch.float32)
             else:

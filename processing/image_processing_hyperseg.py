@@ -14,7 +14,8 @@
 """Image processor for HyperSeg: the SigLIP and Swin input branches, visual prompts, and post-processing."""
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
@@ -204,6 +205,7 @@ class HyperSegImageProcessorKwargs(ImagesKwargs, total=False):
     scribble_prompt_radius: int | float
 
 
+# trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
 class HyperSegImageProcessor(PilBackend):
     r"""
     Constructs a HyperSeg image processor (PIL backend). Every image feeds two branches, exactly as the original:
@@ -257,6 +259,7 @@ class HyperSegImageProcessor(PilBackend):
             kwargs[key] = tuple(value) if isinstance(value, list) else value
         return kwargs
 
+    # trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
     def preprocess(
         self,
         images: ImageInput,
@@ -452,6 +455,16 @@ class HyperSegImageProcessor(PilBackend):
         Per sample, the float32 mask logits `(num_queries, height, width)` at the raw size of `target_sizes`. The
         inputs are checked at once; the resizing is lazy so that one sample's full-size logits live at a time.
         """
+        resizers = self._mask_logits_resizers(outputs, target_sizes, method)
+        return (resize(mask_logits) for mask_logits, resize in resizers)
+
+    def _mask_logits_resizers(
+        self, outputs, target_sizes, method: str
+    ) -> Iterator[tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]]:
+        """
+        Per sample, the float32 decoder-size mask logits `(num_queries, h, w)` and the function that brings any of
+        their rows to the raw size of `target_sizes`, for rules that need only some queries at full size.
+        """
         masks_queries_logits = self._get_logits(outputs, "masks_queries_logits", method)  # (B, Q, h, w)
         if target_sizes is None:
             raise ValueError(f"`{method}` needs `target_sizes`: the raw (height, width) of every image.")
@@ -463,8 +476,14 @@ class HyperSegImageProcessor(PilBackend):
         padded_size = (self.backbone_size, self.backbone_size)
         target_sizes = [(int(height), int(width)) for height, width in target_sizes]
         return (
-            resize_mask_logits(
-                mask_logits.float(), padded_size, get_resized_size(*target_size, self.backbone_size), target_size
+            (
+                mask_logits.float(),
+                partial(
+                    resize_mask_logits,
+                    padded_size=padded_size,
+                    valid_size=get_resized_size(*target_size, self.backbone_size),
+                    target_size=target_size,
+                ),
             )
             for mask_logits, target_size in zip(masks_queries_logits, target_sizes)
         )
@@ -575,8 +594,8 @@ class HyperSegImageProcessor(PilBackend):
         method = "post_process_panoptic_segmentation"
         class_queries_logits = self._get_logits(outputs, "class_queries_logits", method)  # (B, Q, C)
         results = []
-        for class_logits, mask_logits in zip(
-            class_queries_logits, self._raw_size_mask_logits(outputs, target_sizes, method)
+        for class_logits, (mask_logits, resize) in zip(
+            class_queries_logits, self._mask_logits_resizers(outputs, target_sizes, method)
         ):
             segmentation, segments_info = panoptic_inference(
                 class_logits.float(),
@@ -585,6 +604,7 @@ class HyperSegImageProcessor(PilBackend):
                 mask_threshold=mask_threshold,
                 overlap_mask_area_threshold=overlap_mask_area_threshold,
                 label_ids_to_fuse=label_ids_to_fuse,
+                resize=resize,
             )
             results.append({"segmentation": segmentation, "segments_info": segments_info})
         return results
@@ -635,11 +655,15 @@ class HyperSegImageProcessor(PilBackend):
         method = "post_process_instance_segmentation"
         class_queries_logits = self._get_logits(outputs, "class_queries_logits", method)  # (B, Q, C)
         results = []
-        for class_logits, mask_logits in zip(
-            class_queries_logits, self._raw_size_mask_logits(outputs, target_sizes, method)
+        for class_logits, (mask_logits, resize) in zip(
+            class_queries_logits, self._mask_logits_resizers(outputs, target_sizes, method)
         ):
             scores, labels, query_indices, masks = instance_inference(
-                class_logits.float(), mask_logits, mask_threshold=mask_threshold, stuff_label_ids=stuff_label_ids
+                class_logits.float(),
+                mask_logits,
+                mask_threshold=mask_threshold,
+                stuff_label_ids=stuff_label_ids,
+                resize=resize,
             )
             keep = scores >= threshold
             if not return_binary_maps:

@@ -14,18 +14,30 @@
 """
 Pure tensor post-processing of HyperSeg's decoder outputs, one sample at a time.
 
-The mask logits are first brought to the raw image size exactly as the original does it ([`resize_mask_logits`]).
-The scoring rules then follow the released HyperSeg code (referring) and PSALM, whose generic and region inference
-HyperSeg inherits but did not release (panoptic, instance, semantic, interactive). All thresholds on mask
+The mask logits are brought to the raw image size as the original does it ([`resize_mask_logits`]), only for the
+queries a rule needs (the panoptic and instance rules resize only the queries they select). The scoring rules then
+follow the released HyperSeg code (referring) and PSALM, whose generic and region inference HyperSeg inherits but did
+not release (panoptic, instance, semantic, interactive). All thresholds on mask
 probabilities are applied to the logits (`p > t` <=> `logit > log(t / (1 - t))`), so the default 0.5 is the exact
 `logit > 0` test of the original.
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+
+
+def _resize_matrix(length: int, padded_length: int, valid_length: int, target_length: int) -> torch.Tensor:
+    """
+    `(length, target_length)` matrix of the original's resizing along one axis: bilinear (non-antialiased,
+    `align_corners=False`) upsampling to `padded_length`, crop to `valid_length`, bilinear resize to `target_length`.
+    It is that very computation applied to the identity, so its weights are the ones `interpolate` uses.
+    """
+    identity = torch.eye(length).unsqueeze(0)  # `length` unit signals
+    upsampled = F.interpolate(identity, size=padded_length, mode="linear", align_corners=False)
+    return F.interpolate(upsampled[..., :valid_length], size=target_length, mode="linear", align_corners=False)[0]
 
 
 def resize_mask_logits(
@@ -37,12 +49,17 @@ def resize_mask_logits(
     """
     Brings mask logits from the decoder resolution to the raw image size, as the original does: bilinear upsampling
     to the padded backbone input, crop of the valid (unpadded) area, bilinear resize to the raw size (detectron2's
-    `sem_seg_postprocess`). Both resizes are `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`
-    without antialiasing.
+    `sem_seg_postprocess`), both `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)` without
+    antialiasing.
+
+    Each of these steps is linear and separable, so their composition is one `(target_height, height)` matrix on the
+    rows and one `(width, target_width)` matrix on the columns: the padded-size intermediate is never built, and the
+    decoder rows / columns that only feed the padding are skipped. The result equals the original's up to float32
+    rounding (about 1e-7 relative).
 
     Args:
         mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`):
-            Mask logits of one sample at the decoder resolution.
+            Mask logits of one sample at the decoder resolution (float32).
         padded_size (`tuple[int, int]`):
             `(height, width)` of the padded backbone input.
         valid_size (`tuple[int, int]`):
@@ -53,9 +70,20 @@ def resize_mask_logits(
     Returns:
         `torch.Tensor` of shape `(num_queries, *target_size)`: the mask logits at the raw image size.
     """
-    mask_logits = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
-    mask_logits = mask_logits[:, :, : valid_size[0], : valid_size[1]]
-    return F.interpolate(mask_logits, size=target_size, mode="bilinear", align_corners=False)[0]
+    height, width = mask_logits.shape[-2:]
+    rows = _resize_matrix(height, padded_size[0], valid_size[0], target_size[0]).T.to(mask_logits)
+    columns = _resize_matrix(width, padded_size[1], valid_size[1], target_size[1]).to(mask_logits)
+    used_rows = int(rows.any(0).nonzero().max()) + 1  # the valid area is the top-left corner of the padded input
+    used_columns = int(columns.any(1).nonzero().max()) + 1
+    rows, columns = rows[:, :used_rows], columns[:used_columns]
+    mask_logits = mask_logits[:, :used_rows, :used_columns]
+    target_height, target_width = target_size
+    # the two products in the cheaper order
+    columns_first_cost = used_rows * target_width * (used_columns + target_height)
+    rows_first_cost = target_height * used_columns * (used_rows + target_width)
+    if columns_first_cost <= rows_first_cost:
+        return rows @ (mask_logits @ columns)
+    return (rows @ mask_logits) @ columns
 
 
 def probability_to_logit(probability: float) -> float:
@@ -77,8 +105,9 @@ def mask_scores(mask_logits: torch.Tensor, binary_masks: torch.Tensor) -> torch.
     Returns:
         `torch.Tensor` of shape `(num_masks,)`.
     """
-    binary_masks = binary_masks.flatten(1).to(mask_logits.dtype)
-    return (mask_logits.sigmoid().flatten(1) * binary_masks).sum(1) / (binary_masks.sum(1) + 1e-6)
+    binary_masks = binary_masks.flatten(1)
+    probabilities = mask_logits.sigmoid().flatten(1).mul_(binary_masks)  # in place: one full-size temporary
+    return probabilities.sum(1) / (binary_masks.sum(1) + 1e-6)
 
 
 def referring_inference(seg_logits: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +163,7 @@ def instance_inference(
     mask_logits: torch.Tensor,
     mask_threshold: float = 0.5,
     stuff_label_ids: Iterable[int] | None = None,
+    resize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     PSALM's instance rule (`class_name_instance_inference`): the `num_queries` best (query, class) pairs of
@@ -143,10 +173,13 @@ def instance_inference(
 
     Args:
         class_logits (`torch.Tensor` of shape `(num_queries, num_classes + 1)`): class-name logits of one sample.
-        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits, or decoder-size
+            ones with `resize`.
         mask_threshold (`float`, *optional*, defaults to 0.5): probability above which a pixel is foreground.
         stuff_label_ids (`Iterable[int]`, *optional*): classes whose predictions are dropped (PSALM keeps only
             thing classes when it evaluates a panoptic model's instances).
+        resize (`Callable`, *optional*): brings `(n, h, w)` rows of `mask_logits` to the raw size (e.g.
+            [`resize_mask_logits`] with the sizes bound); only the queries of the selected pairs are resized.
 
     Returns:
         `tuple(torch.Tensor, ...)`: `scores` `(num_predictions,)`, `labels` `(num_predictions,)`, `query_indices`
@@ -161,11 +194,15 @@ def instance_inference(
         is_thing = ~torch.isin(labels, torch.tensor(sorted(stuff_label_ids), dtype=labels.dtype, device=labels.device))
         class_scores, labels, query_indices = class_scores[is_thing], labels[is_thing], query_indices[is_thing]
 
-    mask_logits = mask_logits[query_indices]
+    # a query can be selected with several classes: its mask is resized and scored once
+    selected_queries, pair_to_query = query_indices.unique(return_inverse=True)
+    mask_logits = mask_logits[selected_queries]
+    if resize is not None:
+        mask_logits = resize(mask_logits)
     binary_masks = mask_logits > probability_to_logit(mask_threshold)
-    scores = class_scores * mask_scores(mask_logits, binary_masks)
+    scores = class_scores * mask_scores(mask_logits, binary_masks)[pair_to_query]
     order = scores.argsort(descending=True, stable=True)
-    return scores[order], labels[order], query_indices[order], binary_masks[order]
+    return scores[order], labels[order], query_indices[order], binary_masks[pair_to_query[order]]
 
 
 def panoptic_inference(
@@ -175,6 +212,7 @@ def panoptic_inference(
     mask_threshold: float = 0.5,
     overlap_mask_area_threshold: float = 0.8,
     label_ids_to_fuse: Iterable[int] | None = None,
+    resize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[dict]]:
     """
     PSALM's panoptic rule (`class_name_panoptic_inference`). Queries whose best class is not "background" and whose
@@ -186,11 +224,14 @@ def panoptic_inference(
 
     Args:
         class_logits (`torch.Tensor` of shape `(num_queries, num_classes + 1)`): class-name logits of one sample.
-        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits, or decoder-size
+            ones with `resize`.
         threshold (`float`, *optional*, defaults to 0.8): PSALM's `object_mask_threshold`.
         mask_threshold (`float`, *optional*, defaults to 0.5): probability from which a pixel is in a mask.
         overlap_mask_area_threshold (`float`, *optional*, defaults to 0.8): PSALM's `overlap_threshold`.
         label_ids_to_fuse (`Iterable[int]`, *optional*): the stuff classes; `None` treats every class as a thing.
+        resize (`Callable`, *optional*): brings `(n, h, w)` rows of `mask_logits` to the raw size (e.g.
+            [`resize_mask_logits`] with the sizes bound); only the kept queries are resized.
 
     Returns:
         `tuple(torch.Tensor, list[dict])`: the segment-id map `(height, width)` (int64, 0 = void, ids from 1) and one
@@ -200,7 +241,10 @@ def panoptic_inference(
     num_classes = class_logits.shape[-1] - 1
     class_scores, labels = class_logits.softmax(-1).max(-1)
     keep = labels.ne(num_classes) & (class_scores > threshold)
-    class_scores, labels, mask_probs = class_scores[keep], labels[keep], mask_logits[keep].sigmoid()
+    class_scores, labels, mask_logits = class_scores[keep], labels[keep], mask_logits[keep]
+    if resize is not None:
+        mask_logits = resize(mask_logits)
+    mask_probs = mask_logits.sigmoid()
 
     segmentation = torch.zeros(mask_logits.shape[-2:], dtype=torch.long, device=mask_logits.device)
     segments_info = []

@@ -1,3 +1,16 @@
+# Copyright 2025 The HyperSeg port authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """HyperSegProcessor: builds the per-task prompts, tokenises them and prepares both image branches."""
 
 import PIL.Image
@@ -29,6 +42,7 @@ CLASS_TASKS = ("panoptic", "instance", "semantic")
 TEXT_TASKS = ("referring", "reasoning", "chat") + VIDEO_TASKS
 
 
+# trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
 class HyperSegProcessor(ProcessorMixin):
     r"""
     Wraps a [`HyperSegImageProcessor`] and the LLM tokenizer. `__call__` turns images and a task description into
@@ -127,6 +141,7 @@ class HyperSegProcessor(ProcessorMixin):
                     extend(ids, class_id=num_classes)
         return input_ids, referring, class_index
 
+    # trf-ignore: TRF057 (remote-code model: the docstrings are written out; @auto_docstring only knows transformers' own arguments)
     def __call__(
         self,
         images=None,
@@ -141,20 +156,25 @@ class HyperSegProcessor(ProcessorMixin):
         r"""
         Args:
             images: the image(s) to segment (PIL images, arrays or tensors); for video tasks, the target frame(s).
-            text: the referring expression / question, one per image.
+            text: the referring expression / question, one per image; or several for a single image.
             task: one of `referring`, `reasoning`, `panoptic`, `instance`, `semantic`, `interactive`,
                 `referring_video`, `reasoning_video`, `chat`.
-            class_names: for `panoptic` / `instance` / `semantic`: one list for the batch or one per image.
+            class_names: for `panoptic` / `instance` / `semantic`: one list for the batch or one per image; or several
+                lists for a single image.
             visual_prompts: for `interactive`: per image a list of `{"box" | "point" | "scribble" | "mask": ...}`.
             reference_frames: for video tasks of an InstructSeg model: the reference frames of the target frame
                 (a list of frames, or one list per image), picked e.g. with [`select_reference_frames`].
+
+        Several prompts on a single image give one prompt row each and the image inputs once: the model then encodes
+        the image once and runs the beginning the prompts share through the LLM once. Post-process them with one
+        target size per prompt.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
         if images is None:
             raise ValueError(f"task {task!r} needs `images`")
         images = images if isinstance(images, (list, tuple)) else [images]
-        batch_size = len(images)
+        batch_size = self._num_prompts(len(images), task, text, class_names)
         texts = self._per_sample(text, batch_size, "text") if task in TEXT_TASKS else [None] * batch_size
         for index, sample_text in enumerate(texts):
             if task in TEXT_TASKS and (not isinstance(sample_text, str) or not sample_text.strip()):
@@ -245,6 +265,15 @@ class HyperSegProcessor(ProcessorMixin):
         if task in CLASS_TASKS:
             outputs["class_prompt_index"] = class_index
         return outputs
+
+    @staticmethod
+    def _num_prompts(num_images: int, task: str, text, class_names) -> int:
+        """One prompt per image, or as many as the texts / class-name lists given for a single image."""
+        if num_images == 1 and task in TEXT_TASKS and isinstance(text, (list, tuple)):
+            return len(text)
+        if num_images == 1 and task in CLASS_TASKS and class_names and isinstance(class_names[0], (list, tuple)):
+            return len(class_names)
+        return num_images
 
     @staticmethod
     def _per_sample(value, batch_size: int, name: str, nested: bool = False) -> list:

@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import torch
 from conftest import require_fixture
+from PIL import Image
 from safetensors.torch import load_file
 
 from hyperseg.processing.image_processing_hyperseg import get_resized_size
@@ -71,13 +73,26 @@ def load_case(*parts):
 
 
 def run(model, inputs, **kwargs):
+    """One forward pass returning every decoder prediction, and the recorded intermediate tensors."""
     recorder = Recorder(model)
     try:
         with torch.no_grad():
-            outputs = model(**inputs, **kwargs)
+            outputs = model(**inputs, output_auxiliary_predictions=True, **kwargs)
     finally:
         recorder.remove()
     return outputs, recorder.values
+
+
+def interactive_prompts(folder, meta) -> list[dict]:
+    """The visual prompts of a golden interactive case, as the processor takes them."""
+    mask = np.array(Image.open(folder / "prompt_mask.png")) > 0
+    by_kind = {
+        "box": lambda prompt: {"box": prompt["box_xyxy"]},
+        "point": lambda prompt: {"point": prompt["point_xy"]},
+        "scribble": lambda prompt: {"scribble": prompt["polyline_xy"]},
+        "mask": lambda prompt: {"mask": mask},
+    }
+    return [by_kind[prompt["kind"]](prompt) for prompt in meta["prompts"]]
 
 
 def raw_size_logits(processor, mask_logits, size):

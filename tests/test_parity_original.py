@@ -8,7 +8,6 @@ binary masks identical except where the raw-size logit is within 1e-4 of zero.
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from conftest import require_fixture
@@ -18,7 +17,15 @@ from safetensors.torch import load_file
 from hyperseg.conversion.convert_hyperseg_to_hf import convert
 from hyperseg.modeling import HyperSegForUniversalSegmentation
 from hyperseg.processing import HyperSegProcessor
-from parity_helpers import assert_close, assert_masks_match, check_decoder_layers, load_case, raw_size_logits, run
+from parity_helpers import (
+    assert_close,
+    assert_masks_match,
+    check_decoder_layers,
+    interactive_prompts,
+    load_case,
+    raw_size_logits,
+    run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,24 +124,12 @@ def test_generic_batch2_c(converted):
     assert_close(outputs.class_queries_logits[1:], single_outputs.class_queries_logits, "sample 1 classes vs batch of 1")
 
 
-def _interactive_prompts(folder, meta):
-    prompts = meta["prompts"]
-    mask = np.array(Image.open(folder / "prompt_mask.png")) > 0
-    by_kind = {
-        "box": lambda p: {"box": p["box_xyxy"]},
-        "point": lambda p: {"point": p["point_xy"]},
-        "scribble": lambda p: {"scribble": p["polyline_xy"]},
-        "mask": lambda p: {"mask": mask},
-    }
-    return [by_kind[p["kind"]](p) for p in prompts]
-
-
 @pytest.mark.parametrize("points", ["injected", "seeded"])
 def test_interactive_d(converted, points):
     processor, model = converted
     folder, meta, reference = load_case("original_tiny", "d_interactive")
     image = Image.open(folder / meta["image"])
-    inputs = processor(images=image, task="interactive", visual_prompts=_interactive_prompts(folder, meta))
+    inputs = processor(images=image, task="interactive", visual_prompts=interactive_prompts(folder, meta))
     assert_close(inputs["pixel_values"], reference["images_clip"], "SigLIP pixels", rtol=1e-5)
     assert torch.equal(inputs["region_masks"][0], reference["region_masks_clip"])
     # injected: the recorded draws; seeded: the sampler's own generator, which reproduces them
