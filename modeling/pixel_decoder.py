@@ -51,13 +51,14 @@ def multi_scale_deformable_attention(
     # the value maps in float32, each with a zero border: one row / column before, two after
     lengths = [height * width for height, width in spatial_shapes]
     padded_lengths = [(height + 3) * (width + 3) for height, width in spatial_shapes]
-    table = value.new_zeros(batch_size, sum(padded_lengths), num_heads, head_dim, dtype=torch.float32)
-    for level, padded_level, (height, width) in zip(
-        value.split(lengths, dim=1), table.split(padded_lengths, dim=1), spatial_shapes
-    ):
-        padded_level.unflatten(1, (height + 3, width + 3))[:, 1 : height + 1, 1 : width + 1] = level.unflatten(
-            1, (height, width)
-        )
+    table = torch.cat(
+        [
+            # (batch, height, width, heads, head_dim) -> zero border -> (batch, (height + 3) * (width + 3), heads, head_dim)
+            nn.functional.pad(level.unflatten(1, (height, width)).float(), (0, 0, 0, 0, 1, 2, 1, 2)).flatten(1, 2)
+            for level, (height, width) in zip(value.split(lengths, dim=1), spatial_shapes)
+        ],
+        dim=1,
+    )
 
     # past one pixel outside the map every tap is zero anyway
     maxima = torch.tensor([[width, height] for height, width in spatial_shapes], device=device).unsqueeze(1)
