@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import REPO_ROOT, require_fixture
+from conftest import fixtures_root, require_fixture
 
 from hyperseg.conversion.convert_hyperseg_to_hf import convert, convert_state_dict
 from hyperseg.modeling import HyperSegConfig, HyperSegForUniversalSegmentation
@@ -24,7 +24,7 @@ NEVER_USED = (
 
 
 def read_inventory():
-    path = REPO_ROOT.parent / "shared" / "reference" / "hyperseg_state_dict_keys.tsv"
+    path = fixtures_root().parent / "reference" / "hyperseg_state_dict_keys.tsv"
     if not path.exists():
         require_fixture("..", "reference", "hyperseg_state_dict_keys.tsv")
     inventory = {}
