@@ -1,9 +1,9 @@
 """Helpers of the Hub / pipeline tests: a tiny random HyperSeg with its processor, images, a package-free Python."""
 
 import os
+import site
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +52,12 @@ def random_image(height: int, width: int, seed: int = 0) -> Image.Image:
 
 def run_without_package(arguments: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
     """
-    Runs `python -I -S` with only the interpreter's site-packages directories on `sys.path`, their `.pth` files
-    unread: the editable install of `hyperseg` (a `.pth` import hook) is then invisible, as for a user who only has
+    Runs `python -I -S` with only the interpreter's site-packages directories on `sys.path` (a virtual
+    environment's and, where it includes them, the base interpreter's), their `.pth` files unread: the editable install of `hyperseg` (a `.pth` import hook) is then invisible, as for a user who only has
     transformers. It uses this process's number of torch threads, so that float reductions round alike and outputs
     can be compared bit for bit. Returns stdout; raises with the output on a non-zero exit.
     """
-    site_directories = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    site_directories = [directory for directory in site.getsitepackages() if Path(directory).is_dir()]
     bootstrap = (
         f"import sys; sys.path.extend({site_directories!r}); sys.argv = sys.argv[1:]; "
         "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
