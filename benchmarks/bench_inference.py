@@ -225,7 +225,8 @@ def post_process(outputs, processor: HyperSegProcessor, task: str, reference: bo
         if task == "panoptic":
             results.append(panoptic_inference(outputs.class_queries_logits[index].float(), full_size))
         else:
-            results.append(referring_inference(outputs.seg_queries_logits[index].float(), full_size))
+            scores = referring_inference(outputs.seg_queries_logits[index].float(), full_size)
+            results.append(full_size[scores.argmax()] > 0)
     return results
 
 

@@ -236,7 +236,7 @@ class HyperSegConfig(PreTrainedConfig):
             "num_hidden_layers": 32,
             "num_attention_heads": 32,
             "num_key_value_heads": 32,
-            "hidden_act": "gelu_new",
+            "hidden_act": "gelu_pytorch_tanh",  # Phi-2's `gelu_new`, fused (see the conversion script)
             "layer_norm_eps": 1e-5,
             "max_position_embeddings": 2048,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.4},

@@ -514,13 +514,13 @@ class HyperSegImageProcessor(PilBackend):
                 f"{tuple(seg_queries_logits.shape)}."
             )
         results = []
-        for seg_logits, mask_logits in zip(
-            seg_queries_logits, self._raw_size_mask_logits(outputs, target_sizes, method)
+        for seg_logits, (mask_logits, resize) in zip(
+            seg_queries_logits, self._mask_logits_resizers(outputs, target_sizes, method)
         ):
-            scores, binary_masks = referring_inference(seg_logits.float(), mask_logits)
+            scores = referring_inference(seg_logits.float(), mask_logits, resize)  # (Q,)
             query_index = scores.argmax().item()
-            mask, score = binary_masks[query_index].clone(), scores[query_index].item()
-            results.append({"mask": mask, "score": score, "query_index": query_index})
+            mask = resize(mask_logits[query_index : query_index + 1])[0] > 0
+            results.append({"mask": mask, "score": scores[query_index].item(), "query_index": query_index})
         return results
 
     def post_process_interactive_segmentation(
@@ -544,15 +544,16 @@ class HyperSegImageProcessor(PilBackend):
         method = "post_process_interactive_segmentation"
         region_queries_logits = self._get_logits(outputs, "region_queries_logits", method)  # (B, K, Q)
         results = []
-        for region_logits, mask_logits in zip(
-            region_queries_logits, self._raw_size_mask_logits(outputs, target_sizes, method)
+        for region_logits, (mask_logits, resize) in zip(
+            region_queries_logits, self._mask_logits_resizers(outputs, target_sizes, method)
         ):
-            scores, binary_masks = region_inference(region_logits.float(), mask_logits)  # (K, Q)
+            scores = region_inference(region_logits.float(), mask_logits, resize)  # (K, Q)
             best_scores, query_indices = scores.max(-1)
+            winners = resize(mask_logits[query_indices]) > 0  # (K, height, width)
             results.append(
                 [
-                    {"mask": binary_masks[query_index].clone(), "score": score, "query_index": query_index}
-                    for score, query_index in zip(best_scores.tolist(), query_indices.tolist())
+                    {"mask": mask, "score": score, "query_index": query_index}
+                    for mask, score, query_index in zip(winners, best_scores.tolist(), query_indices.tolist())
                 ]
             )
         return results

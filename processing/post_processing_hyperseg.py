@@ -110,36 +110,69 @@ def mask_scores(mask_logits: torch.Tensor, binary_masks: torch.Tensor) -> torch.
     return probabilities.sum(1) / (binary_masks.sum(1) + 1e-6)
 
 
-def referring_inference(seg_logits: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+QUERY_CHUNK_SIZE = 16  # queries whose raw-size logits live at once while scoring: 100 at 640x480 would be 123 MB
+
+
+def raw_size_mask_scores(
+    mask_logits: torch.Tensor,
+    resize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    chunk_size: int = QUERY_CHUNK_SIZE,
+) -> torch.Tensor:
     """
-    HyperSeg's referring rule (`SEG_instance_inference`): score_q = sigmoid(SEG logit_q) * mask score_q.
+    [`mask_scores`] of every query at the raw image size, `chunk_size` queries at a time, so that the raw-size
+    logits of all queries (the memory peak of the referring and region rules) never exist together.
+
+    Args:
+        mask_logits (`torch.Tensor` of shape `(num_queries, h, w)`): mask logits of one sample.
+        resize (`Callable`, *optional*): brings `(n, h, w)` logits to the raw size (see [`resize_mask_logits`]);
+            `None` when `mask_logits` are already at the raw size.
+
+    Returns:
+        `torch.Tensor` of shape `(num_queries,)`.
+    """
+    scores = []
+    for chunk in mask_logits.split(chunk_size):
+        raw_size_logits = chunk if resize is None else resize(chunk)  # (chunk, height, width)
+        scores.append(mask_scores(raw_size_logits, raw_size_logits > 0))
+    return torch.cat(scores)
+
+
+def referring_inference(
+    seg_logits: torch.Tensor, mask_logits: torch.Tensor, resize: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """
+    HyperSeg's referring rule (`SEG_instance_inference`): score_q = sigmoid(SEG logit_q) * mask score_q, the mask
+    score taken at the raw image size.
 
     Args:
         seg_logits (`torch.Tensor` of shape `(num_queries,)`): SEG logits of one sample.
-        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+        mask_logits (`torch.Tensor` of shape `(num_queries, h, w)`): mask logits, brought to the raw size by `resize`
+            (raw-size logits when `resize` is `None`).
+        resize (`Callable`, *optional*): see [`raw_size_mask_scores`].
 
     Returns:
-        `tuple(torch.Tensor, torch.Tensor)`: the scores `(num_queries,)` in query order and the binary masks
-        `(num_queries, height, width)` (bool, `logit > 0`).
+        `torch.Tensor` of shape `(num_queries,)`: the scores in query order.
     """
-    binary_masks = mask_logits > 0
-    return seg_logits.sigmoid() * mask_scores(mask_logits, binary_masks), binary_masks
+    return seg_logits.sigmoid() * raw_size_mask_scores(mask_logits, resize)
 
 
-def region_inference(region_logits: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def region_inference(
+    region_logits: torch.Tensor, mask_logits: torch.Tensor, resize: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
     """
-    PSALM's region rule (`region_inference`): score_{k,q} = sigmoid(region logit_{k,q}) * mask score_q.
+    PSALM's region rule (`region_inference`): score_{k,q} = sigmoid(region logit_{k,q}) * mask score_q, the mask
+    score taken at the raw image size.
 
     Args:
         region_logits (`torch.Tensor` of shape `(num_prompts, num_queries)`): region logits of one sample.
-        mask_logits (`torch.Tensor` of shape `(num_queries, height, width)`): raw-size mask logits.
+        mask_logits (`torch.Tensor` of shape `(num_queries, h, w)`): mask logits, brought to the raw size by
+            `resize` (raw-size logits when `resize` is `None`).
+        resize (`Callable`, *optional*): see [`raw_size_mask_scores`].
 
     Returns:
-        `tuple(torch.Tensor, torch.Tensor)`: the scores `(num_prompts, num_queries)` and the binary masks
-        `(num_queries, height, width)` (bool, `logit > 0`).
+        `torch.Tensor` of shape `(num_prompts, num_queries)`.
     """
-    binary_masks = mask_logits > 0
-    return region_logits.sigmoid() * mask_scores(mask_logits, binary_masks)[None, :], binary_masks
+    return region_logits.sigmoid() * raw_size_mask_scores(mask_logits, resize)[None, :]
 
 
 def semantic_inference(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:

@@ -197,7 +197,7 @@ def test_referring_post_processing_matches_the_original(processor, case, prefix)
     assert result["score"] == pytest.approx(tensors[f"{prefix}out_top_score"].item(), abs=1e-5)
 
     # every query's score; the original lists them in topk(sorted=False) order
-    scores, _ = referring_inference(seg_logits[0], raw_logits)
+    scores = referring_inference(seg_logits[0], raw_logits)
     reference = tensors[f"{prefix}out_scores"]
     if f"{prefix}out_query_index" in tensors:
         torch.testing.assert_close(scores[tensors[f"{prefix}out_query_index"]], reference, rtol=0, atol=1e-5)

@@ -295,8 +295,8 @@ def selection_scores(processor, outputs, size, heads="seg"):
     """Every query's final score (rows: one per visual prompt for `heads="region"`)."""
     logits = raw_size_logits(processor, outputs.masks_queries_logits[0], size)
     if heads == "region":
-        return region_inference(outputs.region_queries_logits[0].float(), logits)[0]
-    return referring_inference(outputs.seg_queries_logits[0].float(), logits)[0]
+        return region_inference(outputs.region_queries_logits[0].float(), logits)
+    return referring_inference(outputs.seg_queries_logits[0].float(), logits)
 
 
 def golden_query_scores(folders, dtype) -> dict[str, torch.Tensor]:
