@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from transformers import AutoTokenizer
 
-from hyperseg.modeling import HyperSegConfig, HyperSegForUniversalSegmentation
+from hyperseg.modeling import HyperSegConfig, HyperSegForUniversalSegmentation, int8_language_model_config
 from hyperseg.processing import HyperSegImageProcessor, HyperSegProcessor, select_reference_frames
 from hyperseg.processing.image_processing_hyperseg import get_resized_size
 from hyperseg.processing.post_processing_hyperseg import panoptic_inference, referring_inference
@@ -313,6 +313,11 @@ def run_benchmark(args) -> dict:
         reset_peak_rss()
         start = time.perf_counter()
         model, processor = build(args.scale, args.model, dtype)
+        if args.llm_int8:  # what `int8_language_model_config` does while loading, here on the random weights
+            from torchao.quantization import quantize_
+
+            quantize_(model.language_model, int8_language_model_config(model.config).quant_type)
+            dtype_name += "+llm-int8"
         build_record = {"seconds": time.perf_counter() - start, "peak_rss_gib": peak_rss_gib()}
         print(f"[{args.scale} {args.model} {dtype_name}] built in {build_record['seconds']:.1f} s, "
               f"peak RSS {build_record['peak_rss_gib']:.2f} GiB, {model.num_parameters():,} parameters", flush=True)
@@ -437,6 +442,7 @@ def main(argv=None):
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-reference", action="store_true", help="time the optimised configuration only")
+    parser.add_argument("--llm-int8", action="store_true", help="int8 weights in the LLM (torchao, see the README)")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     results = run_benchmark(args)

@@ -15,6 +15,7 @@ from transformers import (
 from .configuration_hyperseg import HyperSegConfig
 from .modeling_hyperseg import HyperSegForUniversalSegmentation, HyperSegOutput, HyperSegPreTrainedModel
 from .pipeline_hyperseg import HyperSegSegmentationPipeline
+from .quantization_hyperseg import int8_language_model_config
 
 AutoConfig.register(HyperSegConfig.model_type, HyperSegConfig, exist_ok=True)
 for _auto_class in (AutoModel, AutoModelForUniversalSegmentation, AutoModelForImageSegmentation):
@@ -27,4 +28,5 @@ __all__ = [
     "HyperSegOutput",
     "HyperSegPreTrainedModel",
     "HyperSegSegmentationPipeline",
+    "int8_language_model_config",
 ]

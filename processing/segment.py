@@ -2,9 +2,11 @@
 
     python -m hyperseg.processing.segment [--image IMAGE] [--prompt TEXT] [--model PATH] [--output overlay.png]
 
-Without `--image` the sample image shipped with the package is used; without `--model` the project's default model.
-A model folder without weights (such as the shipped `hyperseg-tiny-random`) is built from its config with a fixed seed
-and says so: its masks are meaningless until a trained checkpoint is given.
+Without `--image` the sample image shipped with the package is used (`samples/scene.png`: held-out synthetic scene 5
+of seed 1, see `hyperseg.training.synthetic`); without `--model` the project's default model, the tiny HyperSeg trained
+from scratch on synthetic shapes (`checkpoints/hyperseg-tiny-shapes`). A model folder without weights (such as
+`hyperseg-tiny-random`, a bare config) is built from its config with a fixed seed and says so: its masks are
+meaningless.
 """
 
 import argparse
@@ -17,9 +19,10 @@ from PIL import Image
 from ..modeling import HyperSegForUniversalSegmentation
 from .processing_hyperseg import HyperSegProcessor
 
-SAMPLE_IMAGE = Path(__file__).parent / "samples" / "shapes.png"
+SAMPLE_IMAGE = Path(__file__).parent / "samples" / "scene.png"
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-DEFAULT_MODEL = CHECKPOINTS / "hyperseg-tiny-random"
+DEFAULT_MODEL = CHECKPOINTS / "hyperseg-tiny-shapes"
+DEFAULT_PROMPT = "the yellow square right of the yellow triangle"
 OVERLAY_COLOR = np.array([255, 40, 200], dtype=np.float32)
 
 
@@ -46,6 +49,10 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> Image.I
 
 
 def segment(image_path: Path, prompt: str, model_path: Path, output: Path, task: str = "referring") -> dict:
+    """
+    Segments `image_path` from `prompt`, writes the overlay PNG to `output` and returns `mask` (bool `(height,
+    width)` array), `score`, `mask_pixels` and `random_weights`.
+    """
     image = Image.open(image_path).convert("RGB")
     model, is_random = load_model(model_path)
     processor = HyperSegProcessor.from_pretrained(model_path)
@@ -55,13 +62,13 @@ def segment(image_path: Path, prompt: str, model_path: Path, output: Path, task:
     result = processor.post_process_referring_segmentation(outputs, target_sizes=[image.size[::-1]])[0]
     mask = result["mask"].numpy()
     overlay(image, mask).save(output)
-    return {"score": result["score"], "mask_pixels": int(mask.sum()), "random_weights": is_random}
+    return {"mask": mask, "score": result["score"], "mask_pixels": int(mask.sum()), "random_weights": is_random}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, default=SAMPLE_IMAGE, help="image to segment (default: shipped sample)")
-    parser.add_argument("--prompt", default="the red circle on the left", help="referring expression")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="referring expression (default: %(default)r)")
     parser.add_argument("--task", default="referring", choices=["referring", "reasoning"])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=Path("overlay.png"), help="overlay PNG to write")

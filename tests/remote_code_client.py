@@ -35,6 +35,16 @@ PIPELINE_CALLS = {
     "referring": {"prompt": "the dog on the left"},
     "visual": {"boxes": [[4, 6, 40, 30]], "points": [[50, 20]]},
 }
+# the prompt head (`config.prompt_heads`) each model call and pipeline call needs (pixels only: the default prompt,
+# panoptic over id2label): a model without it (InstructSeg has the `seg` head only) rejects that kind of prompt, so
+# neither the package nor the remote code records it
+TASK_HEADS = {"referring": "seg", "panoptic": "class", "interactive": "region", "pixels_only": "class"}
+PIPELINE_CALL_HEADS = {
+    "default_panoptic": "class",
+    "classes_semantic": "class",
+    "referring": "seg",
+    "visual": "region",
+}
 
 
 def load(source: str, trust_remote_code: bool | None, pipeline_class=None) -> dict:
@@ -48,8 +58,9 @@ def load(source: str, trust_remote_code: bool | None, pipeline_class=None) -> di
 
 
 def record(objects: dict, image: Image.Image) -> dict:
-    """The tensors every loaded object computes on `image`, by name."""
+    """The tensors every loaded object computes on `image`, by name (model outputs for the model's heads only)."""
     processor, image_processor = objects["AutoProcessor"], objects["AutoImageProcessor"]
+    heads = set(objects["AutoModelForUniversalSegmentation"].config.prompt_heads)
     inputs = {
         "referring": processor(images=image, text="the dog on the left", task="referring"),
         "panoptic": processor(images=image, task="panoptic", class_names=["dog", "grass"]),
@@ -61,6 +72,8 @@ def record(objects: dict, image: Image.Image) -> dict:
         for key, value in task_inputs.items():
             records[f"inputs/{task}/{key}"] = torch.stack(value) if isinstance(value, list) else value
     for task, task_inputs in inputs.items():
+        if TASK_HEADS[task] not in heads:
+            continue
         with torch.no_grad():
             outputs = objects["AutoModelForUniversalSegmentation"](**task_inputs)
         for key in ("masks_queries_logits", "seg_queries_logits", "class_queries_logits", "region_queries_logits"):
@@ -71,6 +84,8 @@ def record(objects: dict, image: Image.Image) -> dict:
         for key, tensor in objects[cls.__name__].state_dict().items():
             records[f"{cls.__name__}/state_dict/{key}"] = tensor
     for call, kwargs in PIPELINE_CALLS.items():
+        if PIPELINE_CALL_HEADS[call] not in heads:
+            continue
         for index, result in enumerate(objects["pipeline"](image, **kwargs)):
             records[f"pipeline/{call}/{index}/mask"] = torch.from_numpy(np.array(result["mask"]))
             records[f"pipeline/{call}/{index}/label_and_score"] = (result["label"], result["score"])

@@ -10,80 +10,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import REPO_ROOT, require_fixture
-from hub_helpers import random_image, run_without_package, single_torch_thread, tiny_model_and_processor  # noqa: F401
+from hub_helpers import (  # noqa: F401
+    check_remote_results,
+    check_without_package,
+    native_records,
+    place_in_hub_cache,
+    random_image,
+    run_client,
+    single_torch_thread,
+    tiny_model_and_processor,
+)
 from huggingface_hub import ModelCard
-from PIL import Image
 from transformers import AutoConfig
-from remote_code_client import load, record
 
 from hyperseg.conversion.convert_hyperseg_to_hf import convert
 from hyperseg.conversion.export_hub_folder import check_hub_folder, export, render_model_card
-from hyperseg.modeling import HyperSegForUniversalSegmentation, HyperSegSegmentationPipeline
-from hyperseg.processing import HyperSegImageProcessor, HyperSegProcessor
 
-CLIENT = Path(__file__).with_name("remote_code_client.py")
 MODEL_CARDS = sorted(path for path in (REPO_ROOT / "model_cards").glob("*.md") if path.name != "README.md")
 CARD_IMAGE_URL = "http://images.cocodataset.org/val2017/000000039769.jpg"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def place_in_hub_cache(folder: Path, hf_home: Path, repo_id: str) -> None:
-    """Lays `folder` out as a downloaded snapshot of `repo_id` in the Hub cache under `hf_home`."""
-    repo_cache = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    shutil.copytree(folder, repo_cache / "snapshots" / COMMIT)
-    (repo_cache / "refs").mkdir()
-    (repo_cache / "refs" / "main").write_text(COMMIT)
-
-
-def run_client(tmp_path: Path, hf_home: Path, sources: list[str], *options: str) -> dict:
-    """Runs `remote_code_client.py` without the package, offline; returns its results."""
-    image_file = tmp_path / "image.png"
-    random_image(48, 64, seed=3).save(image_file)
-    output = tmp_path / "records.pt"
-    run_without_package(
-        [str(CLIENT), str(output), str(image_file), *sources, *options],
-        cwd=tmp_path,
-        env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"},
-    )
-    return torch.load(output)
-
-
-def assert_records_identical(actual: dict, expected: dict, source: str) -> None:
-    assert actual.keys() == expected.keys(), f"{source}: different outputs recorded"
-    for key, value in expected.items():
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(actual[key], value), f"{source}: {key} differs from the package's"
-        else:
-            assert actual[key] == value, f"{source}: {key} is {actual[key]}, the package gives {value}"
-
-
-def check_remote_results(results: dict, expected: dict, sources: list[str]) -> None:
-    """Every source loaded as remote code (never the package) and computed exactly what the package computes."""
-    assert sorted(results["records"]) == sorted(sources)
-    for source, classes in results["classes"].items():
-        for entry_point, class_path in classes.items():
-            assert class_path.startswith("transformers_modules."), f"{source}: {entry_point} loaded {class_path}"
-        model_classes = {
-            classes[name]
-            for name in ("AutoModelForUniversalSegmentation", "AutoModel", "AutoModelForImageSegmentation")
-        }
-        assert len(model_classes) == 1 and model_classes.pop().endswith(
-            "modeling_hyperseg.HyperSegForUniversalSegmentation"
-        )
-        assert classes["pipeline"].endswith("pipeline_hyperseg.HyperSegSegmentationPipeline")
-    for source, records in results["records"].items():
-        assert_records_identical(records, expected, source)
-
-
-def native_records(folder: Path, image_file: Path) -> dict:
-    """What the package computes from `folder` (native classes, no remote code)."""
-    objects = load(str(folder), trust_remote_code=None, pipeline_class=HyperSegSegmentationPipeline)
-    assert type(objects["AutoModel"]) is HyperSegForUniversalSegmentation
-    assert type(objects["AutoProcessor"]) is HyperSegProcessor
-    assert type(objects["AutoImageProcessor"]) is HyperSegImageProcessor
-    return record(objects, Image.open(image_file))
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +54,9 @@ def test_model_card_metadata(card):
     metadata = ModelCard.load(card).data
     assert metadata.library_name == "transformers"
     assert metadata.pipeline_tag == "image-segmentation"
-    assert metadata.license and metadata.base_model and metadata.tags
+    assert metadata.license and metadata.tags
+    # a card names the model whose weights it starts from, unless it was trained from random initialisation
+    assert bool(metadata.base_model) != ("trained-from-scratch" in metadata.tags), (metadata.base_model, metadata.tags)
     text = card.read_text()
     assert "{{repo_id}}" in text and CARD_IMAGE_URL in text, "snippets must use {{repo_id}} and the example image"
 
@@ -140,11 +87,7 @@ def test_tiny_random_model_without_package(folders, tmp_path):
 
 def test_converted_checkpoint_without_package(folders, tmp_path):
     """The golden-data checkpoint converted, from its folder and by repo id from an offline Hub cache."""
-    folder, repo_id = folders["converted_original_tiny"], "hyperseg-tests/converted-original-tiny"
-    hf_home = tmp_path / "hf_home"
-    place_in_hub_cache(folder, hf_home, repo_id)
-    results = run_client(tmp_path, hf_home, [str(folder), repo_id])
-    check_remote_results(results, native_records(folder, tmp_path / "image.png"), [str(folder), repo_id])
+    check_without_package(tmp_path, folders["converted_original_tiny"], "hyperseg-tests/converted-original-tiny")
 
 
 def test_export_writes_the_card_and_refuses_a_used_folder(folders, tmp_path):

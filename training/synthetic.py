@@ -151,7 +151,7 @@ def random_scene(
     num_shapes: tuple[int, int] = (2, 4),
     size_range: tuple[float, float] = (0.085, 0.17),
     max_speed: float = 0.0,
-    duplicate_probability: float = 0.3,
+    duplicate_probability: float = 0.15,
 ) -> Scene:
     """
     Draws a scene; shape sizes (circumradii) are drawn from `size_range` times the shorter image side. At frame 0
@@ -216,7 +216,7 @@ def referring_expression(shapes: list[Shape], target: int, rng: np.random.Genera
             options.append(f"the {shape.description} {phrase}")
     if sum(other.shape == shape.shape for other in shapes) == 1 and rng.random() < 0.35:
         return f"the {shape.shape}"  # the only one of its kind: named by its shape alone
-    if not look_alikes and (not options or rng.random() < 0.85):
+    if not look_alikes and (not options or rng.random() < 0.9):
         return f"the {shape.description}"
     return options[int(rng.integers(len(options)))] if options else None
 

@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 import torch
-from training_helpers import IMAGE_SIZE, tiny_model, tiny_processor
+from training_helpers import (
+    IMAGE_SIZE,
+    check_gradients,
+    check_lora_recipe,
+    randomize_lora,
+    tiny_model,
+    tiny_processor,
+    training_args,
+)
 
 from hyperseg.modeling import HyperSegForUniversalSegmentation
-from hyperseg.training import FROZEN_MODULES, HyperSegDataCollator, HyperSegTrainer, load_adapter, prepare_for_training
-from hyperseg.training.finetune import HyperSegTrainingArguments
+from hyperseg.training import HyperSegDataCollator, HyperSegTrainer, load_adapter, prepare_for_training
 from hyperseg.training.recipe import save_adapter
 from hyperseg.training.synthetic import synthetic_dataset
 from hyperseg.training.trainer import clip_loss
@@ -37,37 +44,18 @@ def batch_loss(model, batch) -> torch.Tensor:
     return model(**batch).loss
 
 
-def _randomize_lora(model) -> None:
-    """LoRA's B starts at zero, which would zero the gradient of A and make the adapter a no-op."""
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.05)
-
-
 @pytest.mark.parametrize("mode", ["lora", "full"])
 def test_gradients_reach_every_trainable_parameter_and_no_frozen_one(batches, mode):
     model = prepare_for_training(tiny_model(), mode)
-    _randomize_lora(model)
+    randomize_lora(model)
     model.train()
     for batch in batches.values():
         batch_loss(model, batch).backward()
-    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    frozen = {name: p for name, p in model.named_parameters() if not p.requires_grad}
-    without_gradient = [name for name, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not without_gradient, f"{len(without_gradient)} trainable parameters got no gradient: {without_gradient[:5]}"
-    assert all(p.grad is None for p in frozen.values())
+    trainable, frozen = check_gradients(model)
     if mode == "full":
         assert not frozen
         return
-    # the original recipe: LoRA on the LLM's q / v, the new modules whole, SigLIP / Swin / projector / LLM frozen
-    assert any(".language_model." in name and "q_proj.lora_A" in name for name in trainable)
-    assert all("lora_" in name or "modules_to_save" in name or name.endswith("mask_queries") for name in trainable), (
-        sorted(trainable)
-    )
-    for module in FROZEN_MODULES + ("lm_head", "embed_tokens"):
-        assert not any(f".{module}." in name for name in trainable), module
-        assert any(f".{module}." in name for name in frozen), module
+    check_lora_recipe(trainable, frozen)
 
 
 def test_loss_of_a_fixed_batch_falls_by_90_percent(batches):
@@ -84,28 +72,11 @@ def test_loss_of_a_fixed_batch_falls_by_90_percent(batches):
     assert np.mean(losses[-10:]) <= 0.1 * losses[0], (losses[0], losses[-10:])
 
 
-def _training_args(output_dir, **overrides) -> HyperSegTrainingArguments:
-    values = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        activation_checkpointing=False,
-        report_to=[],
-        seed=0,
-        disable_tqdm=True,
-    )
-    values.update(overrides)
-    return HyperSegTrainingArguments(**values)
-
-
 def _train(processor, dataset, output_dir, mode: str, resume: str | None = None, **overrides) -> list[float]:
     model = prepare_for_training(tiny_model(), mode)
     trainer = HyperSegTrainer(
         model=model,
-        args=_training_args(output_dir, **overrides),
+        args=training_args(output_dir, **overrides),
         train_dataset=dataset,
         data_collator=HyperSegDataCollator(processor),
         processing_class=processor,
@@ -139,7 +110,7 @@ def _outputs(model, batch) -> dict:
 
 def test_peft_adapter_save_load_merge_gives_identical_outputs(batches, tmp_path):
     model = prepare_for_training(tiny_model(), "lora")
-    _randomize_lora(model)
+    randomize_lora(model)
     with torch.no_grad():  # trained values for the fully trained parts too
         for name, parameter in model.named_parameters():
             if parameter.requires_grad and "lora_" not in name:
@@ -176,7 +147,7 @@ def test_bad_training_data_fails_before_the_first_step(processor, tmp_path):
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = HyperSegTrainer(
         model=model,
-        args=_training_args(tmp_path, per_device_train_batch_size=4, max_steps=2),
+        args=training_args(tmp_path, per_device_train_batch_size=4, max_steps=2),
         train_dataset=dataset,
         data_collator=HyperSegDataCollator(processor),
     )
