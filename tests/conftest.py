@@ -27,3 +27,19 @@ def require_fixture(*parts: str) -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running test, excluded by default (run with `-m slow`)")
+
+
+@pytest.fixture(scope="session")
+def converted_checkpoint(tmp_path_factory):
+    """`converted_checkpoint(name)`: the original checkpoint of golden-data folder `name`, converted once a session."""
+    from hyperseg.conversion.convert_hyperseg_to_hf import convert
+
+    folders = {}
+
+    def converted(name: str) -> Path:
+        if name not in folders:
+            folders[name] = tmp_path_factory.mktemp(f"converted_{name}")
+            convert(require_fixture(name, "checkpoint"), folders[name])
+        return folders[name]
+
+    return converted

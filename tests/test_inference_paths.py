@@ -21,7 +21,6 @@ from transformers.models.mask2former.modeling_mask2former import (
     multi_scale_deformable_attention as grid_sample_deformable_attention,
 )
 
-from hyperseg.conversion.convert_hyperseg_to_hf import convert
 from hyperseg.modeling import HyperSegForUniversalSegmentation
 from hyperseg.modeling.pixel_decoder import multi_scale_deformable_attention
 from hyperseg.modeling.shared_prefix import common_prefix_length
@@ -36,17 +35,13 @@ from hyperseg.processing.post_processing_hyperseg import (
 
 
 @pytest.fixture(scope="module")
-def hyperseg(tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("hyperseg_tiny")
-    convert(require_fixture("original_tiny", "checkpoint"), output_dir)
-    return output_dir
+def hyperseg(converted_checkpoint):
+    return converted_checkpoint("original_tiny")
 
 
 @pytest.fixture(scope="module")
-def instructseg(tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("instructseg_tiny")
-    convert(require_fixture("instructseg_forward_tiny", "checkpoint"), output_dir)
-    return output_dir
+def instructseg(converted_checkpoint):
+    return converted_checkpoint("instructseg_forward_tiny")
 
 
 def load(folder, dtype=torch.float32):

@@ -7,11 +7,9 @@ the exported folder loads without the package and computes the package's referri
 
 import pytest
 import torch
-from conftest import require_fixture
 from hub_helpers import check_without_package, single_torch_thread  # noqa: F401
 from training_helpers import check_gradients, check_lora_recipe, randomize_lora, training_args
 
-from hyperseg.conversion.convert_hyperseg_to_hf import convert
 from hyperseg.conversion.export_hub_folder import check_hub_folder, export
 from hyperseg.modeling import HyperSegForUniversalSegmentation
 from hyperseg.processing import HyperSegProcessor
@@ -32,11 +30,9 @@ tags:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def converted(converted_checkpoint):
     """The golden-data InstructSeg checkpoint, converted (recognised as InstructSeg from its architectures)."""
-    folder = tmp_path_factory.mktemp("converted_instructseg")
-    convert(require_fixture("instructseg_forward_tiny", "checkpoint"), folder)
-    return folder
+    return converted_checkpoint("instructseg_forward_tiny")
 
 
 @pytest.fixture(scope="module")
