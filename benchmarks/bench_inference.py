@@ -101,14 +101,7 @@ def build(scale: str, variant: str, dtype: torch.dtype) -> tuple[HyperSegForUniv
         factory = HyperSegConfig.instructseg_3b if variant == "instructseg" else HyperSegConfig.hyperseg_3b
         config = factory(seg_token_id=tokenizer.encode("[SEG]", add_special_tokens=False)[0], **placeholder_ids)
         image_processor = HyperSegImageProcessor()
-    processor = HyperSegProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        num_image_tokens=config.num_image_tokens,
-        num_temporal_tokens=config.perceiver_num_latents,
-        num_queries=config.num_queries,
-        prompt_style=style,
-    )
+    processor = HyperSegProcessor.from_model_config(config, tokenizer, image_processor, prompt_style=style)
     return build_model(config, dtype), processor
 
 

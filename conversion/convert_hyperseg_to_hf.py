@@ -382,20 +382,9 @@ def convert_tokenizer(original_dir: Path):
 
 
 def build_processor(config: HyperSegConfig, tokenizer, model_kind: str):
-    from ..processing import HyperSegImageProcessor, HyperSegProcessor
+    from ..processing import HyperSegProcessor
 
-    vision_size = config.vision_config.image_size
-    image_processor = HyperSegImageProcessor(
-        size={"height": vision_size, "width": vision_size}, backbone_size=config.backbone_config.image_size
-    )
-    return HyperSegProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        num_image_tokens=config.num_image_tokens,
-        num_temporal_tokens=config.perceiver_num_latents,
-        num_queries=config.num_queries,
-        prompt_style=model_kind,
-    )
+    return HyperSegProcessor.from_model_config(config, tokenizer, prompt_style=model_kind)
 
 
 def detect_model_kind(original_config: dict) -> str:

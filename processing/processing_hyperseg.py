@@ -17,6 +17,8 @@ import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
+from .image_processing_hyperseg import HyperSegImageProcessor
+
 from .prompts import (
     PROMPT_STYLES,
     TASKS,
@@ -97,6 +99,27 @@ class HyperSegProcessor(ProcessorMixin):
         self.placeholder_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in PLACEHOLDER_TOKENS.items()}
         self.seg_token_id = tokenizer.encode(seg_token, add_special_tokens=False)[0]
 
+
+    @classmethod
+    def from_model_config(cls, config, tokenizer, image_processor=None, **kwargs) -> "HyperSegProcessor":
+        """
+        The processor of a model with `config` ([`HyperSegConfig`]): the token counts come from the config and, unless
+        `image_processor` is given, a [`HyperSegImageProcessor`] at the config's vision-tower and backbone input
+        sizes. Other keyword arguments (`seg_token`, `prompt_style`, ...) go to `__init__`.
+        """
+        if image_processor is None:
+            size = config.vision_config.image_size
+            image_processor = HyperSegImageProcessor(
+                size={"height": size, "width": size}, backbone_size=config.backbone_config.image_size
+            )
+        return cls(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            num_image_tokens=config.num_image_tokens,
+            num_temporal_tokens=config.perceiver_num_latents,
+            num_queries=config.num_queries,
+            **kwargs,
+        )
 
     def _encode_user_text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)

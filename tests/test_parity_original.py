@@ -6,13 +6,11 @@ original recorded. Tolerances (from the issue): pixels 1e-5; hidden states and l
 binary masks identical except where the raw-size logit is within 1e-4 of zero.
 """
 
-import json
 
 import pytest
 import torch
 from conftest import require_fixture
 from PIL import Image
-from safetensors.torch import load_file
 
 from hyperseg.conversion.convert_hyperseg_to_hf import convert
 from hyperseg.modeling import HyperSegForUniversalSegmentation

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from ..modeling import HyperSegConfig, HyperSegForUniversalSegmentation
-from ..processing import HyperSegImageProcessor, HyperSegProcessor
+from ..processing import HyperSegProcessor
 from ..processing.processing_hyperseg import PLACEHOLDER_TOKENS
 from ..processing.prompts import PooledPrompt, Template, UserText, build_prompt
 from .synthetic import SHAPES_CLASS_NAMES, SYNTHETIC_TASKS, synthetic_example
@@ -146,18 +146,7 @@ def create_shapes_model(output_dir: str | Path, seed: int = 0) -> HyperSegForUni
     """Writes the randomly initialised model (seeded), its tokenizer and processor to `output_dir`."""
     tokenizer = build_shapes_tokenizer()
     config = shapes_model_config(tokenizer)
-    image_processor = HyperSegImageProcessor(
-        size={"height": config.vision_config.image_size, "width": config.vision_config.image_size},
-        backbone_size=config.backbone_config.image_size,
-    )
-    processor = HyperSegProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        num_image_tokens=config.num_image_tokens,
-        num_temporal_tokens=config.perceiver_num_latents,
-        num_queries=config.num_queries,
-        seg_token=SEG_TOKEN,
-    )
+    processor = HyperSegProcessor.from_model_config(config, tokenizer, seg_token=SEG_TOKEN)
     # prompt-free calls (the image-segmentation pipeline) run panoptic segmentation over the shapes classes
     processor.set_default_vocabulary(config, list(SHAPES_CLASS_NAMES))
     torch.manual_seed(seed)

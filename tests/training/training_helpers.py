@@ -27,14 +27,7 @@ def tiny_processor() -> HyperSegProcessor:
         size={"height": config.vision_config.image_size, "width": config.vision_config.image_size},
         backbone_size=IMAGE_SIZE,
     )
-    return HyperSegProcessor(
-        image_processor=image_processor,
-        tokenizer=tiny_tokenizer(),
-        num_image_tokens=config.num_image_tokens,
-        num_temporal_tokens=config.perceiver_num_latents,
-        num_queries=config.num_queries,
-        seg_token=SEG_TOKEN,
-    )
+    return HyperSegProcessor.from_model_config(config, tiny_tokenizer(), image_processor, seg_token=SEG_TOKEN)
 
 
 def tiny_config(**overrides):
