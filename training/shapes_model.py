@@ -72,12 +72,23 @@ def build_shapes_tokenizer(vocab_size: int = 512, num_texts: int = 2000) -> PreT
     return wrapped
 
 
+def token_id_config(tokenizer) -> dict[str, int]:
+    """The config's `[SEG]` and placeholder token ids (`seg_token_id`, `image_token_id`, ...) in `tokenizer`."""
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in PLACEHOLDER_TOKENS.items()}
+    return {
+        "seg_token_id": tokenizer.convert_tokens_to_ids(SEG_TOKEN),
+        "image_token_id": ids["image"],
+        "temporal_token_id": ids["temporal"],
+        "query_token_id": ids["queries"],
+        "region_token_id": ids["region"],
+    }
+
+
 def shapes_model_config(tokenizer) -> HyperSegConfig:
     """
     The small architecture: Phi 3 x 128, SigLIP 2 x 96 on 128 px (8 x 8 tokens of 16 px), Swin 32-256 on 128 px, a
     1-layer pixel decoder and 3 decoder layers at width 64, 12 queries, 16 perceiver latents.
     """
-    token_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in PLACEHOLDER_TOKENS.items()}
     end_of_text = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     return HyperSegConfig(
         text_config=dict(
@@ -133,11 +144,7 @@ def shapes_model_config(tokenizer) -> HyperSegConfig:
         class_weight=6.0,
         train_num_points=1024,
         region_sample_points=64,
-        seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
-        image_token_id=token_ids["image"],
-        temporal_token_id=token_ids["temporal"],
-        query_token_id=token_ids["queries"],
-        region_token_id=token_ids["region"],
+        **token_id_config(tokenizer),
         architectures=["HyperSegForUniversalSegmentation"],
     )
 

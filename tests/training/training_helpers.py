@@ -8,10 +8,9 @@ from tiny_config import tiny_hyperseg_config
 
 from hyperseg.modeling import HyperSegForUniversalSegmentation
 from hyperseg.processing import HyperSegImageProcessor, HyperSegProcessor
-from hyperseg.processing.processing_hyperseg import PLACEHOLDER_TOKENS
 from hyperseg.training import FROZEN_MODULES
 from hyperseg.training.finetune import HyperSegTrainingArguments
-from hyperseg.training.shapes_model import SEG_TOKEN, build_shapes_tokenizer
+from hyperseg.training.shapes_model import SEG_TOKEN, build_shapes_tokenizer, token_id_config
 
 IMAGE_SIZE = 64  # synthetic scenes of the tests: 64 x 64, the backbone input size
 
@@ -33,7 +32,6 @@ def tiny_processor() -> HyperSegProcessor:
 def tiny_config(**overrides):
     """The tiny test architecture with this tokenizer's ids; no stochastic layers (drop path 0), 1024 loss points."""
     tokenizer = tiny_tokenizer()
-    token_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in PLACEHOLDER_TOKENS.items()}
     end_of_text = tokenizer.eos_token_id
     base = tiny_hyperseg_config()
     text_config = base.text_config.to_dict()
@@ -46,11 +44,7 @@ def tiny_config(**overrides):
         text_config=text_config,
         backbone_config=backbone_config,
         train_num_points=1024,
-        seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
-        image_token_id=token_ids["image"],
-        temporal_token_id=token_ids["temporal"],
-        query_token_id=token_ids["queries"],
-        region_token_id=token_ids["region"],
+        **token_id_config(tokenizer),
     )
     values.update(overrides)
     return tiny_hyperseg_config(**values)
