@@ -16,6 +16,8 @@ several prompts on one image, post-processing of only what a rule needs. Referen
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -298,8 +300,25 @@ def with_attention(model, implementation: str):
     return model
 
 
+GLIBC_M_TRIM_THRESHOLD, GLIBC_M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+
+
+def retain_freed_memory() -> None:
+    """
+    glibc: keep freed memory in the process for the next allocation instead of giving it back to the kernel (no
+    `mmap` per large block, no heap trimming below 2 GiB), the in-process form of `MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=...`. Activations of hundreds of MiB (a batch of 8 at real size) are otherwise mapped,
+    page-faulted and zeroed anew at every allocation.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not (libc.mallopt(GLIBC_M_MMAP_MAX, 0) and libc.mallopt(GLIBC_M_TRIM_THRESHOLD, 2**31 - 1)):
+        raise RuntimeError("mallopt refused the settings: --retain-freed-memory needs glibc's malloc")
+
+
 def run_benchmark(args) -> dict:
     torch.set_num_threads(args.threads)
+    if args.retain_freed_memory:
+        retain_freed_memory()
     results = {"conditions": conditions(args), "runs": []}
     for dtype_name in args.dtype:
         dtype = getattr(torch, dtype_name)
@@ -436,6 +455,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-reference", action="store_true", help="time the optimised configuration only")
     parser.add_argument("--llm-int8", action="store_true", help="int8 weights in the LLM (torchao, see the README)")
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="glibc allocator: reuse freed memory instead of returning it to the kernel (see retain_freed_memory)",
+    )
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     results = run_benchmark(args)

@@ -7,6 +7,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerMaskedAttentionDecoder,
+    Mask2FormerMaskPredictor,
     Mask2FormerMLPPredictionHead,
     Mask2FormerSinePositionEmbedding,
 )
@@ -34,6 +35,59 @@ class MaskDecoderPrediction(ModelOutput):
     region_queries_logits: torch.Tensor | None = None
 
 
+class SharedPixelMaskPredictor(Mask2FormerMaskPredictor):
+    """
+    Mask2Former's mask predictor (same parameters, same masks) that is cheap when several prompts read one image:
+    the per-pixel embeddings of a batch-expanded (stride-0) image are multiplied once as a matrix instead of being
+    copied per prompt, and the attention mask is returned once per prompt, `(batch, 1, queries, h*w)`, for
+    [`MaskedCrossAttention`] to broadcast over heads (transformers repeats it per head, in float, before comparing).
+    """
+
+    def forward(self, outputs: torch.Tensor, pixel_embeddings: torch.Tensor, attention_mask_target_size: int):
+        mask_embeddings = self.mask_embedder(outputs.transpose(0, 1))  # (batch, queries, channels)
+        if pixel_embeddings.shape[0] > 1 and pixel_embeddings.stride(0) == 0:
+            masks = torch.einsum("bqc,chw->bqhw", mask_embeddings, pixel_embeddings[0])
+        else:
+            masks = torch.einsum("bqc,bchw->bqhw", mask_embeddings, pixel_embeddings)
+        attention_mask = nn.functional.interpolate(
+            masks, size=attention_mask_target_size, mode="bilinear", align_corners=False
+        )
+        attention_mask = (attention_mask.sigmoid() < 0.5).flatten(2).unsqueeze(1)  # (batch, 1, queries, h*w)
+        return masks, attention_mask.detach()
+
+
+class MaskedCrossAttention(nn.MultiheadAttention):
+    """
+    The masked cross-attention of a decoder layer: `nn.MultiheadAttention`'s parameters and sequence-first interface,
+    computed by `scaled_dot_product_attention` with the boolean mask of [`SharedPixelMaskPredictor`] broadcast over
+    heads. (`nn.MultiheadAttention` turns the per-head mask into a float tensor of `(batch * heads, queries, h*w)`
+    and, asked for the attention weights as the decoder layer does, computes them in full; nothing reads them.)
+    """
+
+    def forward(self, query, key, value, attn_mask=None, key_padding_mask=None, **kwargs):
+        """query: (queries, batch, hidden); key, value: (h*w, batch, hidden); attn_mask: (batch, 1, queries, h*w),
+        True where a query may not look. Returns `(output, None)` like `nn.MultiheadAttention` without weights."""
+        if key_padding_mask is not None:
+            raise ValueError("the mask decoder's cross-attention takes no key_padding_mask")
+        query_weight, key_weight, value_weight = self.in_proj_weight.chunk(3)
+        query_bias, key_bias, value_bias = self.in_proj_bias.chunk(3)
+        batch_size, head_dim = query.shape[1], self.embed_dim // self.num_heads
+
+        def heads(states, weight, bias):  # (length, batch, hidden) -> (batch, heads, length, head_dim)
+            projected = nn.functional.linear(states, weight, bias)
+            return projected.view(-1, batch_size, self.num_heads, head_dim).permute(1, 2, 0, 3)
+
+        attended = nn.functional.scaled_dot_product_attention(
+            heads(query, query_weight, query_bias),
+            heads(key, key_weight, key_bias),
+            heads(value, value_weight, value_bias),
+            attn_mask=None if attn_mask is None else ~attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (batch, heads, queries, head_dim)
+        attended = attended.permute(2, 0, 1, 3).reshape(-1, batch_size, self.embed_dim)
+        return self.out_proj(attended), None
+
+
 class HyperSegMaskDecoder(nn.Module):
     """
     Mask2Former's masked-attention decoder run on queries computed by the LLM (there are no learned query features).
@@ -59,6 +113,12 @@ class HyperSegMaskDecoder(nn.Module):
         else:
             self.input_projections = nn.ModuleList([nn.Identity() for _ in range(self.num_feature_levels)])
         self.decoder = Mask2FormerMaskedAttentionDecoder(config.mask2former_config())
+        # the same parameters, computed without per-head float masks and per-prompt copies of the pixel embeddings
+        self.decoder.mask_predictor = SharedPixelMaskPredictor(
+            hidden_size, config.mask_decoder_attention_heads, config.mask_feature_size
+        )
+        for layer in self.decoder.layers:
+            layer.cross_attn = MaskedCrossAttention(hidden_size, config.mask_decoder_attention_heads, layer.dropout)
         heads = config.prompt_heads
         self.seg_head = self._prompt_head(hidden_size) if "seg" in heads else None
         self.class_head = self._prompt_head(hidden_size) if "class" in heads else None

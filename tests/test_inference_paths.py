@@ -2,6 +2,8 @@
 
 - the vectorised multi-scale deformable attention equals transformers' per-level `grid_sample` version, also in
   bfloat16 (where transformers' version returns garbage on CPU) and for points far outside the maps;
+- the mask decoder's mask predictor and masked cross-attention equal transformers' Mask2Former ones (per-head masks,
+  `nn.MultiheadAttention`), also for pixel embeddings shared by several prompts, gradients included;
 - the raw-size mask logits equal the original's two bilinear resizes, and the rules that need only some queries at
   full size give what they give on fully resized logits;
 - several prompts on one image (the image encoded once, the shared prompt prefix run once) equal separate calls;
@@ -17,11 +19,13 @@ import torch.nn.functional as F
 from conftest import require_fixture
 from parity_helpers import assert_close, interactive_prompts, load_case, raw_size_logits, run
 from PIL import Image
+from transformers.models.mask2former.modeling_mask2former import Mask2FormerMaskPredictor
 from transformers.models.mask2former.modeling_mask2former import (
     multi_scale_deformable_attention as grid_sample_deformable_attention,
 )
 
 from hyperseg.modeling import HyperSegForUniversalSegmentation
+from hyperseg.modeling.mask_decoder import MaskedCrossAttention, SharedPixelMaskPredictor
 from hyperseg.modeling.pixel_decoder import multi_scale_deformable_attention
 from hyperseg.modeling.shared_prefix import common_prefix_length
 from hyperseg.processing import HyperSegProcessor, select_reference_frames
@@ -101,6 +105,48 @@ def test_batch_items_are_independent():
             value[index : index + 1], spatial_shapes, pixels[index : index + 1], weights[index : index + 1]
         )
         torch.testing.assert_close(batched[index : index + 1], single, rtol=0, atol=1e-6)
+
+
+# Mask decoder
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-pixels", "shared-pixels"])
+def test_mask_predictor_equals_mask2former(shared):
+    torch.manual_seed(0)
+    hidden, heads, channels, batch, queries = 32, 4, 16, 3, 8
+    reference = Mask2FormerMaskPredictor(hidden, heads, channels)
+    predictor = SharedPixelMaskPredictor(hidden, heads, channels)
+    predictor.load_state_dict(reference.state_dict())
+    states = torch.randn(queries, batch, hidden)
+    # one image read by `batch` prompts is expanded (stride 0), as the model passes it
+    pixels = torch.randn(1 if shared else batch, channels, 20, 24).expand(batch, -1, -1, -1)
+
+    masks, attention_mask = predictor(states, pixels, (10, 12))
+    expected_masks, expected_attention_mask = reference(states, pixels.contiguous(), (10, 12))
+    torch.testing.assert_close(masks, expected_masks, rtol=0, atol=1e-5)
+    assert attention_mask.shape == (batch, 1, queries, 120)
+    assert torch.equal(attention_mask.expand(-1, heads, -1, -1).flatten(0, 1), expected_attention_mask)
+
+
+def test_masked_cross_attention_equals_multihead_attention():
+    torch.manual_seed(0)
+    hidden, heads, batch, queries, keys = 32, 4, 3, 8, 120
+    reference = torch.nn.MultiheadAttention(hidden, heads)
+    attention = MaskedCrossAttention(hidden, heads)
+    attention.load_state_dict(reference.state_dict())
+    query = torch.randn(queries, batch, hidden)
+    key, value = torch.randn(2, keys, batch, hidden)
+    blocked = torch.rand(batch, 1, queries, keys) < 0.7  # True: may not look (the decoder leaves no row all True)
+    blocked[..., 0] = False
+
+    output, weights = attention(query, key, value, attn_mask=blocked)
+    expected, _ = reference(query, key, value, attn_mask=blocked.expand(-1, heads, -1, -1).flatten(0, 1))
+    assert weights is None
+    torch.testing.assert_close(output, expected, rtol=0, atol=1e-6)
+    output.square().sum().backward()
+    expected.square().sum().backward()
+    for name, parameter in attention.named_parameters():
+        torch.testing.assert_close(parameter.grad, reference.get_parameter(name).grad, rtol=0, atol=1e-5)
 
 
 # Post-processing

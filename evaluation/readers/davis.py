@@ -35,8 +35,8 @@ def read_davis(
         counts objects). The toolkit scores frames 1..T-2 of each object; see `hyperseg.evaluation.metrics.video`.
 
     Raises:
-        FileNotFoundError: the split list, a sequence folder or (unless `skip_missing`) an annotation of a frame is
-            missing.
+        FileNotFoundError: the split list, a sequence folder or its frames, or (unless `skip_missing`) an annotation
+            of a frame is missing.
     """
     root = Path(data_root)
     split_file = require_file(root / "ImageSets" / "2017" / f"{split}.txt", "DAVIS-2017 split list")
@@ -46,6 +46,8 @@ def read_davis(
         frame_dir = require_file(root / "JPEGImages" / resolution / sequence, f"DAVIS-2017 frames of {sequence}")
         annotation_dir = root / "Annotations" / resolution / sequence
         frame_names = sorted(path.stem for path in frame_dir.glob("*.jpg"))
+        if not frame_names:
+            raise FileNotFoundError(f"DAVIS-2017 frames of {sequence}: {frame_dir} holds no .jpg frame")
         first_annotation = require_file(
             annotation_dir / f"{frame_names[0]}.png", f"DAVIS-2017 first annotation of {sequence}"
         )

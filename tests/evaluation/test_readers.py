@@ -226,6 +226,11 @@ def test_davis_reader(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"sample 0 \(video=bear\) refers to .*bear/00001.png"):
         read_davis(tmp_path, "val")
 
+    for frame in (tmp_path / "JPEGImages" / "480p" / "bear").iterdir():
+        frame.rename(frame.with_suffix(".png"))  # frames in the wrong format
+    with pytest.raises(FileNotFoundError, match=r"DAVIS-2017 frames of bear: .*bear holds no .jpg frame"):
+        read_davis(tmp_path, "val")
+
 
 # --- Ref-YouTube-VOS / Ref-DAVIS -------------------------------------------------------------------------------------
 
