@@ -106,9 +106,6 @@ class HyperSegConfig(PreTrainedConfig):
             Weights of the classification-type terms (SEG / class-name / region) and of the mask BCE and dice terms.
         background_class_weight (`float`, *optional*, defaults to 0.1):
             Cross-entropy weight of the trailing "background" class in the class-name loss.
-        seg_matching_cost (`float`, *optional*, defaults to 0.0):
-            Weight of the [SEG] score in the Hungarian matching of referring targets (0: masks alone decide, as in
-            the original; see `HyperSegHungarianMatcher`).
         train_num_points (`int`, *optional*, defaults to 12544):
             Points sampled per mask for matching and for the mask losses.
         oversample_ratio (`float`, *optional*, defaults to 3.0), importance_sample_ratio (`float`, *optional*, defaults to 0.75):
@@ -163,7 +160,6 @@ class HyperSegConfig(PreTrainedConfig):
     mask_weight: float = 5.0
     dice_weight: float = 5.0
     background_class_weight: float = 0.1
-    seg_matching_cost: float = 0.0
     train_num_points: int = 12544
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75

@@ -109,9 +109,8 @@ class HyperSegHungarianMatcher(nn.Module):
 
     Per image, the cost of (query i, target j) is `cost_mask * BCE + cost_class * (-softmax(class logits)[i, label_j])
     + cost_dice * dice`, the mask terms evaluated on `num_points` uniform points shared by all queries and targets.
-    The class term is used only when class-name logits are given (generic segmentation). [SEG] logits enter the cost
-    only with `cost_seg > 0` (`- cost_seg * sigmoid(SEG logit)`, every target being the referred object; an option of
-    ours, off in PSALM and by default); region logits never do. The assignment is `scipy.optimize.linear_sum_assignment`.
+    The class term is used only when class-name logits are given (generic segmentation); [SEG] and region logits do not
+    enter the cost. The assignment is `scipy.optimize.linear_sum_assignment`.
 
     Args:
         cost_class (`float`, *optional*, defaults to 2.0):
@@ -122,17 +121,10 @@ class HyperSegHungarianMatcher(nn.Module):
             Weight of the point-sampled dice cost.
         num_points (`int`, *optional*, defaults to 12544):
             Number of points sampled per image.
-        cost_seg (`float`, *optional*, defaults to 0.0):
-            Weight of the [SEG] cost (0: the original matcher, masks alone decide for referring prompts).
     """
 
     def __init__(
-        self,
-        cost_class: float = 2.0,
-        cost_mask: float = 5.0,
-        cost_dice: float = 5.0,
-        num_points: int = 12544,
-        cost_seg: float = 0.0,
+        self, cost_class: float = 2.0, cost_mask: float = 5.0, cost_dice: float = 5.0, num_points: int = 12544
     ):
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
@@ -140,7 +132,6 @@ class HyperSegHungarianMatcher(nn.Module):
         self.cost_class = cost_class
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
-        self.cost_seg = cost_seg
         self.num_points = num_points
 
     @torch.no_grad()
@@ -151,7 +142,6 @@ class HyperSegHungarianMatcher(nn.Module):
         point_coordinates: Tensor,
         class_queries_logits: Tensor | None = None,
         class_labels: Tensor | None = None,
-        seg_queries_logits: Tensor | None = None,
     ) -> Tensor:
         """Matching cost of one image.
 
@@ -166,8 +156,6 @@ class HyperSegHungarianMatcher(nn.Module):
                 Class-name logits of the image.
             class_labels (`torch.Tensor` of shape `(num_targets,)`, *optional*):
                 Class index of each target (required with `class_queries_logits`).
-            seg_queries_logits (`torch.Tensor` of shape `(num_queries,)`, *optional*):
-                [SEG] logits of the image; used with `cost_seg > 0`.
 
         Returns:
             `torch.Tensor` of shape `(num_queries, num_targets)`, fp32.
@@ -187,8 +175,6 @@ class HyperSegHungarianMatcher(nn.Module):
         if class_queries_logits is not None:
             # PSALM takes this softmax in the prediction dtype; here in fp32 like every other term
             cost = cost - self.cost_class * class_queries_logits.float().softmax(-1)[:, class_labels]
-        if seg_queries_logits is not None and self.cost_seg:
-            cost = cost - self.cost_seg * seg_queries_logits.float().sigmoid()[:, None]
         return cost + self.cost_dice * pair_wise_dice_loss(pred_points, target_points)
 
     @torch.no_grad()
@@ -199,7 +185,6 @@ class HyperSegHungarianMatcher(nn.Module):
         class_queries_logits: Tensor | None = None,
         class_labels: list[Tensor] | None = None,
         point_sampler: HyperSegPointSampler | None = None,
-        seg_queries_logits: Tensor | None = None,
     ) -> list[tuple[Tensor, Tensor]]:
         """Performs the matching.
 
@@ -214,8 +199,6 @@ class HyperSegHungarianMatcher(nn.Module):
                 Per image, target class indices of shape `(num_targets,)`; required with `class_queries_logits`.
             point_sampler ([`HyperSegPointSampler`], *optional*):
                 Source of the sampled points; one `matching_points` call per image, in batch order.
-            seg_queries_logits (`torch.Tensor` of shape `(batch_size, num_queries)`, *optional*):
-                [SEG] logits; add the [SEG] cost when `cost_seg > 0`.
 
         Returns:
             `list[tuple[torch.Tensor, torch.Tensor]]`: per image, `(query_indices, target_indices)` (int64, query
@@ -233,7 +216,6 @@ class HyperSegHungarianMatcher(nn.Module):
                 points,
                 class_queries_logits[b] if class_queries_logits is not None else None,
                 class_labels[b] if class_queries_logits is not None else None,
-                seg_queries_logits[b] if seg_queries_logits is not None else None,
             )
             # NaN / inf costs (a diverged prediction) would make scipy raise: give them the largest cost instead
             max_value = torch.finfo(cost.dtype).max
@@ -269,8 +251,6 @@ class HyperSegLoss(nn.Module):
             Fraction of the loss points chosen by uncertainty.
         background_class_weight (`float`, *optional*, defaults to 0.1):
             Cross-entropy class weight of the last ("background") class-name column.
-        seg_matching_cost (`float`, *optional*, defaults to 0.0):
-            Weight of the [SEG] cost in the matcher (see [`HyperSegHungarianMatcher`]; 0 as in the original).
         point_sampler ([`HyperSegPointSampler`], *optional*):
             Source of all random points; defaults to one drawing from the global torch generator.
     """
@@ -284,16 +264,11 @@ class HyperSegLoss(nn.Module):
         oversample_ratio: float = 3.0,
         importance_sample_ratio: float = 0.75,
         background_class_weight: float = 0.1,
-        seg_matching_cost: float = 0.0,
         point_sampler: HyperSegPointSampler | None = None,
     ):
         super().__init__()
         self.matcher = HyperSegHungarianMatcher(
-            cost_class=class_weight,
-            cost_mask=mask_weight,
-            cost_dice=dice_weight,
-            num_points=num_points,
-            cost_seg=seg_matching_cost,
+            cost_class=class_weight, cost_mask=mask_weight, cost_dice=dice_weight, num_points=num_points
         )
         self.weight_dict = {
             "loss_mask": mask_weight,
@@ -439,12 +414,7 @@ class HyperSegLoss(nn.Module):
         region_queries_logits = prediction.get("region_queries_logits")
 
         indices = self.matcher(
-            masks_queries_logits,
-            mask_labels,
-            class_queries_logits,
-            class_labels,
-            point_sampler=self.point_sampler,
-            seg_queries_logits=seg_queries_logits,
+            masks_queries_logits, mask_labels, class_queries_logits, class_labels, point_sampler=self.point_sampler
         )
         losses = {}
         if seg_queries_logits is not None:

@@ -179,7 +179,6 @@ class HyperSegForUniversalSegmentation(HyperSegPreTrainedModel, GenerationMixin)
             oversample_ratio=config.oversample_ratio,
             importance_sample_ratio=config.importance_sample_ratio,
             background_class_weight=config.background_class_weight,
-            seg_matching_cost=config.seg_matching_cost,
         )
         self.post_init()
 

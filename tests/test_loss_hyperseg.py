@@ -13,10 +13,8 @@ import pytest
 import torch
 from conftest import require_fixture
 from safetensors.torch import load_file
-from tiny_config import tiny_hyperseg_config
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from hyperseg.modeling import HyperSegForUniversalSegmentation
 from hyperseg.modeling.loss_hyperseg import HyperSegHungarianMatcher, HyperSegLoss, HyperSegPointSampler
 
 CASE_F = "f_train_reasonseg_batch2"
@@ -305,35 +303,6 @@ def test_matcher_cost_direct_and_class_cost_decides():
     two_targets = [torch.stack([masks[0][0], masks[0][0]])]
     (query, target), = matcher(same_masks, two_targets, class_logits, [torch.tensor([2, 1])])
     assert query.tolist() == [1, 3] and target.tolist() == [0, 1]
-
-
-def test_seg_matching_cost():
-    """Off by default (masks alone decide, as in the original); with `cost_seg`, minus cost_seg * sigmoid(SEG logit)."""
-    generator = torch.Generator().manual_seed(0)
-    prediction, masks, _ = synthetic_batch(generator)
-    logits = prediction["masks_queries_logits"][0].detach()
-    seg_logits = torch.randn(logits.shape[0], generator=generator)
-    points = pixel_center_points(8)
-    masks_only = HyperSegHungarianMatcher(num_points=64).cost_matrix(logits, masks[0], points)
-    assert torch.equal(
-        HyperSegHungarianMatcher(num_points=64).cost_matrix(logits, masks[0], points, seg_queries_logits=seg_logits),
-        masks_only,
-    )
-    with_seg = HyperSegHungarianMatcher(num_points=64, cost_seg=3.0).cost_matrix(
-        logits, masks[0], points, seg_queries_logits=seg_logits
-    )
-    torch.testing.assert_close(with_seg, masks_only - 3.0 * seg_logits.sigmoid()[:, None], rtol=0, atol=1e-6)
-
-    # identical masks for every query: the matched one is the first without the SEG cost, the best scored with it
-    same_masks = logits[:1].expand(5, -1, -1)[None]
-    seg_logits = torch.tensor([[-3.0, -2.0, 4.0, -1.0, 0.0]])
-    target = [masks[0][:1]]
-    assert HyperSegHungarianMatcher(num_points=64)(same_masks, target, seg_queries_logits=seg_logits)[0][0].tolist() == [0]
-    matcher = HyperSegHungarianMatcher(num_points=64, cost_seg=2.0)
-    assert matcher(same_masks, target, seg_queries_logits=seg_logits)[0][0].tolist() == [2]
-    # the model's criterion takes the weight from its config
-    model = HyperSegForUniversalSegmentation(tiny_hyperseg_config(seg_matching_cost=2.0))
-    assert model.criterion.matcher.cost_seg == 2.0
 
 
 @pytest.mark.parametrize("background_class_weight", [0.1, 1.0])

@@ -142,9 +142,6 @@ def shapes_model_config(tokenizer) -> HyperSegConfig:
         # the class loss teaches the decoder queries to tell shapes apart, which a model trained from scratch learns
         # slowly: weighted 6 instead of HyperSeg's 2 (the SEG and region terms share this weight)
         class_weight=6.0,
-        # the [SEG] score takes part in matching referring targets (as the class score does for class names), so
-        # that of several queries covering the referred object the one the prompt scores highest is supervised
-        seg_matching_cost=6.0,
         train_num_points=1024,
         region_sample_points=64,
         **token_id_config(tokenizer),
