@@ -26,19 +26,24 @@ from tqdm.auto import tqdm
 from .masks import decode_rle
 from .metrics import (
     aggregate_generalized_referring,
+    aggregate_instance,
     aggregate_panoptic,
     aggregate_referring,
     aggregate_semantic,
+    instance_sample_statistics,
     panoptic_sample_statistics,
     referring_sample_statistics,
     semantic_sample_statistics,
 )
+from .metrics.instance import INSTANCE_DEFINITIONS
 from .metrics.panoptic import PANOPTIC_DEFINITIONS, categories_by_id
 from .metrics.referring import GENERALIZED_REFERRING_DEFINITIONS, REFERRING_DEFINITIONS
 from .metrics.semantic import SEMANTIC_DEFINITIONS
 from .readers import (
+    coco_instance_categories,
     coco_panoptic_categories,
     panoptic_id_map,
+    read_coco_instances,
     read_coco_panoptic,
     read_grefcoco,
     read_reasonseg,
@@ -67,8 +72,8 @@ class Benchmark:
     """How to read a benchmark, which model task it needs and which metric scores it.
 
     Attributes:
-        metric: "referring", "generalized_referring", "semantic" or "panoptic".
-        task: the processor task ("referring", "reasoning", "semantic", "panoptic").
+        metric: "referring", "generalized_referring", "semantic", "panoptic" or "instance".
+        task: the processor task ("referring", "reasoning", "semantic", "panoptic", "instance").
         default_split: split used when none is given.
         read: `(data_root, split, skip_missing) -> datasets.Dataset`.
         context: `(data_root, split) -> dict` of dataset-level values the metric needs (class names, categories).
@@ -114,6 +119,11 @@ def _panoptic_context(data_root, split) -> dict:
     }
 
 
+def _instance_context(data_root, split) -> dict:
+    categories = coco_instance_categories(data_root, split)
+    return {"categories": [{"id": c["id"]} for c in categories], "class_names": [c["name"] for c in categories]}
+
+
 BENCHMARKS = {
     "refcoco": _refer_benchmark("refcoco"),
     "refcoco+": _refer_benchmark("refcoco+"),
@@ -138,6 +148,13 @@ BENCHMARKS = {
         read=lambda data_root, split, skip_missing: read_coco_panoptic(data_root, split, skip_missing),
         context=_panoptic_context,
     ),
+    "coco_instance": Benchmark(
+        metric="instance",
+        task="instance",
+        default_split="val",
+        read=lambda data_root, split, skip_missing: read_coco_instances(data_root, split, skip_missing),
+        context=_instance_context,
+    ),
     "ade20k": _semantic_benchmark("ade20k"),
     "pascal_context_59": _semantic_benchmark("pascal_context_59"),
     "pascal_voc_20": _semantic_benchmark("pascal_voc_20"),
@@ -147,6 +164,7 @@ DEFINITIONS = {
     "generalized_referring": GENERALIZED_REFERRING_DEFINITIONS,
     "semantic": SEMANTIC_DEFINITIONS,
     "panoptic": PANOPTIC_DEFINITIONS,
+    "instance": INSTANCE_DEFINITIONS,
     **VIDEO_DEFINITIONS_BY_METRIC,
 }
 
@@ -159,6 +177,11 @@ def reference_of(metric: str, row: dict):
         return np.asarray(row["label"])
     if metric == "panoptic":
         return panoptic_id_map(row["panoptic"]), row["segments_info"]
+    if metric == "instance":
+        return [
+            {"mask": decode_rle(instance["mask_rle"]), **{key: instance[key] for key in ("category_id", "iscrowd")}}
+            for instance in row["instances"]
+        ]
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -174,6 +197,8 @@ def sample_statistics(metric: str, prediction, reference, context: dict, *, inde
         return panoptic_sample_statistics(
             prediction, reference, categories=categories_by_id(context["categories"]), index=index
         )
+    if metric == "instance":
+        return instance_sample_statistics(prediction, reference, index=index)
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -190,6 +215,8 @@ def aggregate_records(metric: str, records: list, context: dict) -> dict:
         return aggregate_semantic(statistics, context["num_labels"])
     if metric == "panoptic":
         return aggregate_panoptic(statistics, categories_by_id(context["categories"]))
+    if metric == "instance":
+        return aggregate_instance(statistics)
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -515,8 +542,20 @@ class HyperSegPredictor:
             return (
                 self.processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)[0].cpu().numpy()
             )
-        result = self.processor.post_process_panoptic_segmentation(outputs, target_sizes=target_sizes)[0]
         category_ids = [category["id"] for category in context["categories"]]
+        if task == "instance":  # every kept query's own mask (instances may overlap), as COCO's mask AP takes them
+            result = self.processor.post_process_instance_segmentation(
+                outputs, target_sizes=target_sizes, return_binary_maps=True
+            )[0]
+            return [
+                {
+                    "mask": mask.cpu().numpy(),
+                    "score": float(segment["score"]),
+                    "category_id": category_ids[segment["label_id"]],
+                }
+                for mask, segment in zip(result["segmentation"], result["segments_info"])
+            ]
+        result = self.processor.post_process_panoptic_segmentation(outputs, target_sizes=target_sizes)[0]
         segments = [
             {"id": segment["id"], "category_id": category_ids[segment["label_id"]]}
             for segment in result["segments_info"]

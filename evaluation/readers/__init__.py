@@ -5,6 +5,7 @@ annotation files are carried as compressed COCO RLE (`{"size", "counts"}`); deco
 `hyperseg.evaluation.masks.decode_rle`.
 """
 
+from .coco_instances import coco_instance_categories, read_coco_instances
 from .coco_panoptic import coco_panoptic_categories, panoptic_id_map, read_coco_panoptic
 from .davis import read_davis
 from .reasonseg import read_reasonseg, reasonseg_mask
@@ -16,8 +17,10 @@ from .youtube_vis import read_youtube_vis, youtube_vis_categories
 
 __all__ = [
     "SEMANTIC_BENCHMARKS",
+    "coco_instance_categories",
     "coco_panoptic_categories",
     "panoptic_id_map",
+    "read_coco_instances",
     "read_coco_panoptic",
     "read_davis",
     "read_grefcoco",

@@ -122,6 +122,39 @@ def write_coco_panoptic(root):
     return id_map
 
 
+def write_coco_instances(root):
+    """Two 8x10 images: the first with a person polygon, a person crowd region (uncompressed RLE) and a dog given as
+    compressed RLE; the second without annotations. Returns the annotation file's path."""
+    for name in ("0001.jpg", "0002.jpg"):
+        write_image(root / "val2017" / name, size=(10, 8))
+    crowd = np.asfortranarray(square_mask(8, 10, 5, 6, 3).astype(np.uint8))
+    runs, previous, length = [], 0, 0
+    for value in crowd.flatten(order="F"):  # uncompressed RLE: alternating run lengths in column-major order
+        if value != previous:
+            runs.append(length)
+            previous, length = value, 0
+        length += 1
+    runs.append(length)
+    return write_json(
+        root / "annotations" / "instances_val2017.json",
+        {
+            "images": [
+                {"id": 1, "file_name": "0001.jpg", "height": 8, "width": 10},
+                {"id": 7, "file_name": "0002.jpg", "height": 8, "width": 10},
+            ],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 12.0, "bbox": [1, 1, 4, 3],
+                 "segmentation": [[1, 1, 5, 1, 5, 4, 1, 4]]},
+                {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 9.0, "bbox": [6, 5, 3, 3],
+                 "segmentation": {"size": [8, 10], "counts": runs}},
+                {"id": 3, "image_id": 1, "category_id": 18, "iscrowd": 0, "area": 4.0, "bbox": [7, 0, 2, 2],
+                 "segmentation": encode_rle(square_mask(8, 10, 0, 7, 2))},
+            ],
+            "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
+        },
+    )
+
+
 def write_ade(root, names=150):
     base = root / "ADEChallengeData2016"
     for stem in ("ADE_val_1", "ADE_val_2"):

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from hyperseg.evaluation.masks import decode_rle, encode_rle
 from hyperseg.evaluation.readers import (
+    coco_instance_categories,
     coco_panoptic_categories,
     panoptic_id_map,
+    read_coco_instances,
     read_coco_panoptic,
     read_davis,
     read_grefcoco,
@@ -28,6 +30,7 @@ from hyperseg.evaluation.readers import (
 from layouts import (
     square_mask,
     write_ade,
+    write_coco_instances,
     write_coco_panoptic,
     write_image,
     write_json,
@@ -158,6 +161,31 @@ def test_reasonseg_missing_annotation(tmp_path):
 
 
 # --- COCO panoptic ---------------------------------------------------------------------------------------------------
+
+
+def test_coco_instances_reader(tmp_path):
+    from pycocotools.coco import COCO
+
+    annotation_file = write_coco_instances(tmp_path)
+    dataset = read_coco_instances(tmp_path, "val")
+    assert [row["image_id"] for row in dataset] == [1, 7] and dataset[1]["instances"] == []  # empty images kept
+    coco = COCO(str(annotation_file))  # pycocotools' own decoding of polygon, uncompressed and compressed RLE
+    instances = dataset[0]["instances"]
+    assert [(i["category_id"], i["iscrowd"]) for i in instances] == [(1, 0), (1, 1), (18, 0)]
+    for instance, annotation in zip(instances, coco.loadAnns([1, 2, 3])):
+        np.testing.assert_array_equal(decode_rle(instance["mask_rle"]), coco.annToMask(annotation).astype(bool))
+    assert [category["name"] for category in coco_instance_categories(tmp_path, "val")] == ["person", "dog"]
+
+    (tmp_path / "val2017" / "0002.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"sample 1 \(image_id=7, file_name=0002.jpg\) refers to .*0002.jpg"):
+        read_coco_instances(tmp_path, "val")
+    assert len(read_coco_instances(tmp_path, "val", skip_missing=True)) == 1
+
+    content = json.loads(annotation_file.read_text())
+    content["annotations"][0]["image_id"] = 99
+    annotation_file.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=r"annotation 1 refers to unknown image id 99"):
+        read_coco_instances(tmp_path, "val")
 
 
 def test_coco_panoptic_reader(tmp_path):
