@@ -11,14 +11,10 @@ from pathlib import Path
 import datasets
 
 from ..masks import segmentation_to_rle
-from .utils import RLE_FEATURE, drop_samples_with_missing_files, read_json, to_dataset
+from .utils import COCO_IMAGE_FEATURES, RLE_FEATURE, drop_samples_with_missing_files, read_json, to_dataset
 
 _FEATURES = {
-    "image": datasets.Image(),
-    "image_id": datasets.Value("int64"),
-    "file_name": datasets.Value("string"),
-    "height": datasets.Value("int64"),
-    "width": datasets.Value("int64"),
+    **COCO_IMAGE_FEATURES,
     "instances": datasets.List(
         {"mask_rle": RLE_FEATURE, "category_id": datasets.Value("int64"), "iscrowd": datasets.Value("int64")}
     ),

@@ -13,15 +13,11 @@ import datasets
 import numpy as np
 
 from ..masks import rgb_to_id
-from .utils import drop_samples_with_missing_files, read_json, to_dataset
+from .utils import COCO_IMAGE_FEATURES, drop_samples_with_missing_files, read_json, to_dataset
 
 _FEATURES = {
-    "image": datasets.Image(),
+    **COCO_IMAGE_FEATURES,
     "panoptic": datasets.Image(),
-    "image_id": datasets.Value("int64"),
-    "file_name": datasets.Value("string"),
-    "height": datasets.Value("int64"),
-    "width": datasets.Value("int64"),
     "segments_info": datasets.List(
         {
             "id": datasets.Value("int64"),

@@ -20,17 +20,21 @@ import datasets
 import numpy as np
 
 from ..masks import decode_rle, encode_rle, segmentation_to_rle
-from .utils import RLE_FEATURE, drop_samples_with_missing_files, read_json, read_refer_pickle, require_file, to_dataset
+from .utils import (
+    COCO_IMAGE_FEATURES,
+    RLE_FEATURE,
+    drop_samples_with_missing_files,
+    read_json,
+    read_refer_pickle,
+    require_file,
+    to_dataset,
+)
 
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "grefcoco": "unc"}
 NO_TARGET_ANNOTATION = -1
 
 _FEATURES = {
-    "image": datasets.Image(),
-    "image_id": datasets.Value("int64"),
-    "file_name": datasets.Value("string"),
-    "height": datasets.Value("int64"),
-    "width": datasets.Value("int64"),
+    **COCO_IMAGE_FEATURES,
     "ref_id": datasets.Value("int64"),
     "sentence_id": datasets.Value("int64"),
     "sentence": datasets.Value("string"),

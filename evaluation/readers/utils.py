@@ -11,6 +11,14 @@ import datasets
 logger = logging.getLogger("hyperseg.evaluation")
 
 RLE_FEATURE = {"size": datasets.List(datasets.Value("int64")), "counts": datasets.Value("string")}
+# the image columns of the COCO-based readers (COCO panoptic / instances, RefCOCO family)
+COCO_IMAGE_FEATURES = {
+    "image": datasets.Image(),
+    "image_id": datasets.Value("int64"),
+    "file_name": datasets.Value("string"),
+    "height": datasets.Value("int64"),
+    "width": datasets.Value("int64"),
+}
 
 
 def require_file(path, description: str) -> Path:
