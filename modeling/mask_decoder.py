@@ -64,7 +64,7 @@ class MaskedCrossAttention(nn.MultiheadAttention):
     and, asked for the attention weights as the decoder layer does, computes them in full; nothing reads them.)
     """
 
-    def forward(self, query, key, value, attn_mask=None, key_padding_mask=None, **kwargs):
+    def forward(self, query, key, value, attn_mask=None, key_padding_mask=None):
         """query: (queries, batch, hidden); key, value: (h*w, batch, hidden); attn_mask: (batch, 1, queries, h*w),
         True where a query may not look. Returns `(output, None)` like `nn.MultiheadAttention` without weights."""
         if key_padding_mask is not None:
