@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 from ..modeling import HyperSegConfig, HyperSegForUniversalSegmentation
 from ..processing import HyperSegProcessor
 from ..processing.processing_hyperseg import PLACEHOLDER_TOKENS
-from ..processing.prompts import PooledPrompt, Template, UserText, build_prompt
+from ..processing.prompts import TASKS, PooledPrompt, Template, UserText, build_prompt
 from .synthetic import SHAPES_CLASS_NAMES, SYNTHETIC_TASKS, synthetic_example
 
 END_OF_TEXT = "<|endoftext|>"
@@ -34,7 +34,7 @@ SEG_TOKEN = "[SEG]"
 def _template_texts() -> list[str]:
     """Every fixed text of the prompts of every task (the words the tokenizer must know)."""
     texts = []
-    for task in SYNTHETIC_TASKS:
+    for task in (task for task in SYNTHETIC_TASKS if task in TASKS):  # instance_by_color rows are "instance" rows
         pieces = build_prompt(task, text="text", class_names=list(SHAPES_CLASS_NAMES) + ["background"], num_regions=2)
         texts.append("".join(piece.text for piece in pieces if isinstance(piece, (Template, UserText, PooledPrompt))))
     return texts

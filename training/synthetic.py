@@ -8,6 +8,8 @@ the schema of [`hyperseg.training.data`]:
   ("the red circle left of the blue square");
 - reasoning: "Which red object has no corners?" (the shape is described, not named);
 - panoptic / instance / semantic: every segment with its class among `SHAPES_CLASS_NAMES` (things, then stuff);
+- instance_by_color: instance segmentation (rows of task "instance") over the twelve colour-and-shape classes of
+  `COLORED_SHAPE_NAMES` ("red circle", ...), which a model can only tell apart by colour too;
 - interactive: the segments themselves (the collator derives point / box / scribble / mask prompts from them);
 - referring_video / reasoning_video: a short clip in which every shape moves at its own constant velocity,
   bouncing off the image borders ("the red circle moving left");
@@ -16,6 +18,7 @@ the schema of [`hyperseg.training.data`]:
 Row `i` of `synthetic_dataset(n, seed)` depends only on `(seed, i)`.
 """
 
+import tempfile
 from dataclasses import dataclass, replace
 
 import datasets
@@ -28,6 +31,7 @@ COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220), "
 SHAPES = ("circle", "square", "triangle")
 STUFF = ("sky", "ground")
 SHAPES_CLASS_NAMES = SHAPES + STUFF
+COLORED_SHAPE_NAMES = tuple(f"{color} {shape}" for color in COLORS for shape in SHAPES)
 SKY_COLOR, GROUND_COLOR = (175, 210, 240), (150, 125, 90)
 RELATIONS = ("left of", "right of", "above", "below")
 CORNERS = {"circle": "has no corners", "triangle": "has three corners", "square": "has four corners"}
@@ -37,6 +41,7 @@ SYNTHETIC_TASKS = (
     "reasoning",
     "panoptic",
     "instance",
+    "instance_by_color",
     "semantic",
     "interactive",
     "referring_video",
@@ -288,6 +293,12 @@ def synthetic_example(
     row["segments"] = scene.segments()
     if task in ("panoptic", "instance", "semantic"):
         row["class_names"] = list(SHAPES_CLASS_NAMES)
+    if task == "instance_by_color":
+        row["task"], row["class_names"] = "instance", list(COLORED_SHAPE_NAMES)
+        row["segments"] = [
+            {"id": index + 1, "category_id": COLORED_SHAPE_NAMES.index(shape.description), "isthing": True}
+            for index, shape in enumerate(shapes)
+        ]
     if task == "chat":
         row["text"], row["answer"] = _chat(shapes, rng)
     if video:
@@ -326,10 +337,16 @@ def synthetic_dataset(
             row = synthetic_example(tasks[index % len(tasks)], seed, index, height, width, num_frames)
             yield {"index": index, **row}
 
-    return datasets.Dataset.from_generator(rows, features=TRAINING_FEATURES, keep_in_memory=True)
+    # a private cache: `datasets` keys its generator cache on a hash that does not cover every function the rows
+    # come from, so a shared cache can serve rows of an older version of this module
+    with tempfile.TemporaryDirectory(prefix="hyperseg-synthetic-") as cache_dir:
+        return datasets.Dataset.from_generator(
+            rows, features=TRAINING_FEATURES, keep_in_memory=True, cache_dir=cache_dir
+        )
 
 
 __all__ = [
+    "COLORED_SHAPE_NAMES",
     "SHAPES_CLASS_NAMES",
     "SYNTHETIC_TASKS",
     "Scene",

@@ -7,6 +7,7 @@ import pytest
 
 from hyperseg.training.data import TRAINING_FEATURES
 from hyperseg.training.synthetic import (
+    COLORED_SHAPE_NAMES,
     COLORS,
     SHAPES,
     SHAPES_CLASS_NAMES,
@@ -15,6 +16,7 @@ from hyperseg.training.synthetic import (
     random_scene,
     referring_expression,
     synthetic_dataset,
+    synthetic_example,
 )
 
 EXPRESSION = re.compile(
@@ -49,12 +51,14 @@ def _resolve(expression: str, shapes) -> list[int]:
 
 
 def test_rows_are_deterministic_per_seed():
-    first = synthetic_dataset(9, seed=3, tasks=SYNTHETIC_TASKS, height=48, width=64)
-    again = synthetic_dataset(9, seed=3, tasks=SYNTHETIC_TASKS, height=48, width=64)
-    other = synthetic_dataset(9, seed=4, tasks=SYNTHETIC_TASKS, height=48, width=64)
+    count = len(SYNTHETIC_TASKS)
+    first = synthetic_dataset(count, seed=3, tasks=SYNTHETIC_TASKS, height=48, width=64)
+    again = synthetic_dataset(count, seed=3, tasks=SYNTHETIC_TASKS, height=48, width=64)
+    other = synthetic_dataset(count, seed=4, tasks=SYNTHETIC_TASKS, height=48, width=64)
     assert first.features == TRAINING_FEATURES
-    assert list(first["task"]) == list(SYNTHETIC_TASKS)
-    for index in range(9):
+    # instance_by_color rows are instance rows of another vocabulary
+    assert list(first["task"]) == [task.replace("_by_color", "") for task in SYNTHETIC_TASKS]
+    for index in range(count):
         a, b = first[index], again[index]
         images = [a["image"]] if a["image"] is not None else a["frames"]
         images_again = [b["image"]] if b["image"] is not None else b["frames"]
@@ -88,9 +92,15 @@ def test_referring_rows_mark_the_named_object():
         segmentation = np.asarray(row["segmentation"])
         target = np.isin(segmentation, row["target_ids"])
         assert target.any()
-        color = next(word for word in re.findall(r"\w+", row["text"]) if word in COLORS)  # the target's own colour
-        mean = np.asarray(row["image"])[target].mean(0)
-        assert np.abs(mean - COLORS[color]).max() < 12, (row["text"], mean)
+        words = re.findall(r"\w+", row["text"])
+        colors = [word for word in words if word in COLORS]
+        if colors:  # the first colour named is the target's own
+            mean = np.asarray(row["image"])[target].mean(0)
+            assert np.abs(mean - COLORS[colors[0]]).max() < 12, (row["text"], mean)
+        else:  # "the triangle": the only shape of its kind
+            kinds = {s["id"]: SHAPES_CLASS_NAMES[s["category_id"]] for s in row["segments"] if s["isthing"]}
+            assert list(kinds.values()).count(words[-1]) == 1, row["text"]
+            assert kinds[row["target_ids"][0]] == words[-1], row["text"]
 
 
 def test_panoptic_rows_cover_every_pixel_with_things_and_stuff():
@@ -106,6 +116,24 @@ def test_panoptic_rows_cover_every_pixel_with_things_and_stuff():
         assert 2 <= len(things) <= 4
         assert {SHAPES_CLASS_NAMES[s["category_id"]] for s in stuff} == set(STUFF)
         assert all(SHAPES_CLASS_NAMES[s["category_id"]] in SHAPES for s in things)
+
+
+def test_instance_by_color_rows_name_colour_and_shape_of_every_thing():
+    dataset = synthetic_dataset(20, seed=9, tasks=("instance_by_color",), height=96, width=96)
+    for row in dataset:
+        assert row["task"] == "instance" and row["class_names"] == list(COLORED_SHAPE_NAMES)
+        segmentation, image = np.asarray(row["segmentation"]), np.asarray(row["image"])
+        shapes_in_image = set(np.unique(segmentation)) - {s["id"] for s in row["segments"]}
+        assert len(shapes_in_image) == 2  # only sky and ground are left unlisted
+        assert 2 <= len(row["segments"]) <= 4
+        # the same scene as the plain instance row of this seed and index, whose classes are the shapes alone
+        plain = synthetic_example("instance", seed=9, index=row["index"], height=96, width=96)
+        kinds = {s["id"]: SHAPES_CLASS_NAMES[s["category_id"]] for s in plain["segments"]}
+        for segment in row["segments"]:
+            color, kind = COLORED_SHAPE_NAMES[segment["category_id"]].split()
+            mask = segmentation == segment["id"]
+            assert np.abs(image[mask].mean(0) - COLORS[color]).max() < 12, (row["index"], color)
+            assert segment["isthing"] and kind == kinds[segment["id"]], (row["index"], kind)
 
 
 def test_video_rows_move_the_target_across_frames():
