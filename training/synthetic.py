@@ -290,15 +290,16 @@ def synthetic_example(
             row.update(text=text, target_ids=[target + 1])
             break
 
-    row["segments"] = scene.segments()
-    if task in ("panoptic", "instance", "semantic"):
-        row["class_names"] = list(SHAPES_CLASS_NAMES)
-    if task == "instance_by_color":
+    if task == "instance_by_color":  # the things alone: instance rows ignore stuff
         row["task"], row["class_names"] = "instance", list(COLORED_SHAPE_NAMES)
         row["segments"] = [
             {"id": index + 1, "category_id": COLORED_SHAPE_NAMES.index(shape.description), "isthing": True}
             for index, shape in enumerate(shapes)
         ]
+    else:
+        row["segments"] = scene.segments()
+    if task in ("panoptic", "instance", "semantic"):
+        row["class_names"] = list(SHAPES_CLASS_NAMES)
     if task == "chat":
         row["text"], row["answer"] = _chat(shapes, rng)
     if video:

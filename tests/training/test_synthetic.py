@@ -123,8 +123,8 @@ def test_instance_by_color_rows_name_colour_and_shape_of_every_thing():
     for row in dataset:
         assert row["task"] == "instance" and row["class_names"] == list(COLORED_SHAPE_NAMES)
         segmentation, image = np.asarray(row["segmentation"]), np.asarray(row["image"])
-        shapes_in_image = set(np.unique(segmentation)) - {s["id"] for s in row["segments"]}
-        assert len(shapes_in_image) == 2  # only sky and ground are left unlisted
+        unlisted = set(np.unique(segmentation)) - {s["id"] for s in row["segments"]}
+        assert len(unlisted) == 2  # sky and ground
         assert 2 <= len(row["segments"]) <= 4
         # the same scene as the plain instance row of this seed and index, whose classes are the shapes alone
         plain = synthetic_example("instance", seed=9, index=row["index"], height=96, width=96)
