@@ -3,7 +3,7 @@
     python -m hyperseg.training.finetune --model PATH --dataset DATASET --output_dir OUT [Trainer options]
 
 `DATASET` is `synthetic` (procedural shapes, see `hyperseg.training.synthetic`; `--synthetic_tasks`,
-`--synthetic_samples`, `--synthetic_seed`), a folder written by `Dataset.save_to_disk`, or a dataset name for
+`--synthetic_samples`, `--synthetic_seed`, `--synthetic_duplicate_probability`), a folder written by `Dataset.save_to_disk`, or a dataset name for
 `datasets.load_dataset`, in the schema of `hyperseg.training.data`. Every `TrainingArguments` option works
 (`--num_train_epochs`, `--per_device_train_batch_size`, `--learning_rate`, `--resume_from_checkpoint`, ...).
 
@@ -27,7 +27,7 @@ from ..modeling import HyperSegForUniversalSegmentation
 from ..processing import HyperSegProcessor
 from .data import HyperSegDataCollator, validate_example
 from .recipe import TRAIN_MODES, prepare_for_training, save_adapter
-from .synthetic import synthetic_dataset
+from .synthetic import DUPLICATE_PROBABILITY, synthetic_dataset
 from .trainer import HyperSegTrainer
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ class FinetuneArguments:
     synthetic_samples: int = field(default=2000, metadata={"help": "number of synthetic rows"})
     synthetic_seed: int = field(default=0, metadata={"help": "seed of the synthetic rows"})
     synthetic_image_size: int = field(default=128, metadata={"help": "side of the synthetic images"})
+    synthetic_duplicate_probability: float = field(
+        default=DUPLICATE_PROBABILITY,
+        metadata={"help": "share of synthetic scenes with two look-alike shapes (referring by position)"},
+    )
     train_mode: str = field(default="lora", metadata={"help": f"one of {', '.join(TRAIN_MODES)}"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
@@ -79,7 +83,12 @@ def load_training_dataset(args: FinetuneArguments) -> datasets.Dataset:
         tasks = [task.strip() for task in args.synthetic_tasks.split(",") if task.strip()]
         size = args.synthetic_image_size
         dataset = synthetic_dataset(
-            args.synthetic_samples, seed=args.synthetic_seed, tasks=tasks, height=size, width=size
+            args.synthetic_samples,
+            seed=args.synthetic_seed,
+            tasks=tasks,
+            height=size,
+            width=size,
+            duplicate_probability=args.synthetic_duplicate_probability,
         )
     elif Path(args.dataset).exists():
         dataset = datasets.load_from_disk(args.dataset)

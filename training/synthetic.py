@@ -35,6 +35,8 @@ COLORED_SHAPE_NAMES = tuple(f"{color} {shape}" for color in COLORS for shape in 
 SKY_COLOR, GROUND_COLOR = (175, 210, 240), (150, 125, 90)
 RELATIONS = ("left of", "right of", "above", "below")
 CORNERS = {"circle": "has no corners", "triangle": "has three corners", "square": "has four corners"}
+# how often a scene repeats the colour and kind of one of its shapes (the look-alikes that need "on the left", ...)
+DUPLICATE_PROBABILITY = 0.15
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 SYNTHETIC_TASKS = (
     "referring",
@@ -156,7 +158,7 @@ def random_scene(
     num_shapes: tuple[int, int] = (2, 4),
     size_range: tuple[float, float] = (0.085, 0.17),
     max_speed: float = 0.0,
-    duplicate_probability: float = 0.15,
+    duplicate_probability: float = DUPLICATE_PROBABILITY,
 ) -> Scene:
     """
     Draws a scene; shape sizes (circumradii) are drawn from `size_range` times the shorter image side. At frame 0
@@ -250,11 +252,22 @@ def _chat(shapes: list[Shape], rng: np.random.Generator) -> tuple[str, str]:
 
 
 def synthetic_example(
-    task: str, seed: int, index: int, height: int = 128, width: int = 128, num_frames: int = 3
+    task: str,
+    seed: int,
+    index: int,
+    height: int = 128,
+    width: int = 128,
+    num_frames: int = 3,
+    duplicate_probability: float = DUPLICATE_PROBABILITY,
 ) -> dict:
-    """Row `index` of the synthetic dataset of `seed` for `task` (see the module docstring)."""
+    """
+    Row `index` of the synthetic dataset of `seed` for `task` (see the module docstring); `duplicate_probability`
+    is that of a scene with two look-alike shapes (see `random_scene`).
+    """
     if task not in SYNTHETIC_TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; expected one of {', '.join(SYNTHETIC_TASKS)}")
+    if not 0.0 <= duplicate_probability <= 1.0:
+        raise ValueError(f"duplicate_probability must lie in [0, 1], got {duplicate_probability}")
     rng = np.random.default_rng([seed, index])
     video = task.endswith("_video")
     row = {
@@ -270,7 +283,9 @@ def synthetic_example(
         "answer": None,
     }
     while True:
-        scene = random_scene(rng, height, width, max_speed=6.0 if video else 0.0)
+        scene = random_scene(
+            rng, height, width, max_speed=6.0 if video else 0.0, duplicate_probability=duplicate_probability
+        )
         shapes = list(scene.shapes)
         if task in ("referring", "referring_video"):
             candidates = range(len(shapes)) if task == "referring" else _unique_targets(shapes)
@@ -317,10 +332,13 @@ def synthetic_dataset(
     height: int = 128,
     width: int = 128,
     num_frames: int = 3,
+    duplicate_probability: float = DUPLICATE_PROBABILITY,
 ) -> datasets.Dataset:
     """
     `num_samples` synthetic rows in the training schema, row `i` of task `tasks[i % len(tasks)]` (repeat a task in
-    `tasks` to weight it). Rows carry an `index` column (their position) that error messages refer to.
+    `tasks` to weight it). Rows carry an `index` column (their position) that error messages refer to. A higher
+    `duplicate_probability` (default 0.15) gives more scenes with look-alike shapes, hence more referring
+    expressions that need a spatial relation ("the red circle on the left").
 
     Example:
         >>> train = synthetic_dataset(4000, seed=0, tasks=("referring", "panoptic"))
@@ -328,6 +346,8 @@ def synthetic_dataset(
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
+    if not 0.0 <= duplicate_probability <= 1.0:
+        raise ValueError(f"duplicate_probability must lie in [0, 1], got {duplicate_probability}")
     tasks = list(tasks)
     for task in tasks:
         if task not in SYNTHETIC_TASKS:
@@ -335,7 +355,8 @@ def synthetic_dataset(
 
     def rows():
         for index in range(num_samples):
-            row = synthetic_example(tasks[index % len(tasks)], seed, index, height, width, num_frames)
+            task = tasks[index % len(tasks)]
+            row = synthetic_example(task, seed, index, height, width, num_frames, duplicate_probability)
             yield {"index": index, **row}
 
     # a private cache: `datasets` keys its generator cache on a hash that does not cover every function the rows
@@ -348,6 +369,7 @@ def synthetic_dataset(
 
 __all__ = [
     "COLORED_SHAPE_NAMES",
+    "DUPLICATE_PROBABILITY",
     "SHAPES_CLASS_NAMES",
     "SYNTHETIC_TASKS",
     "Scene",

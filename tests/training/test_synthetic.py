@@ -162,3 +162,20 @@ def test_chat_answers_describe_the_scene():
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match="unknown synthetic task 'depth'"):
         synthetic_dataset(2, tasks=("referring", "depth"))
+
+
+def test_duplicate_probability_controls_look_alike_scenes():
+    def look_alike_share(probability):
+        # instance_by_color rows name every shape by colour and kind
+        rows = [
+            synthetic_example("instance_by_color", 3, index, 64, 64, duplicate_probability=probability)
+            for index in range(60)
+        ]
+        classes = [[segment["category_id"] for segment in row["segments"]] for row in rows]
+        return np.mean([len(set(ids)) < len(ids) for ids in classes])
+
+    # every scene repeats a shape at 1.0; at 0.0 only chance repeats remain (each shape is one of twelve)
+    assert look_alike_share(1.0) == 1.0
+    assert look_alike_share(0.0) < 0.45  # chance alone: about a quarter of the scenes
+    with pytest.raises(ValueError, match="duplicate_probability must lie in \\[0, 1\\], got 1.5"):
+        synthetic_dataset(2, duplicate_probability=1.5)
