@@ -3,9 +3,10 @@
     python -m hyperseg.training.finetune --model PATH --dataset DATASET --output_dir OUT [Trainer options]
 
 `DATASET` is `synthetic` (procedural shapes, see `hyperseg.training.synthetic`; `--synthetic_tasks`,
-`--synthetic_samples`, `--synthetic_seed`, `--synthetic_duplicate_probability`), a folder written by `Dataset.save_to_disk`, or a dataset name for
-`datasets.load_dataset`, in the schema of `hyperseg.training.data`. Every `TrainingArguments` option works
-(`--num_train_epochs`, `--per_device_train_batch_size`, `--learning_rate`, `--resume_from_checkpoint`, ...).
+`--synthetic_samples`, `--synthetic_seed`, `--synthetic_duplicate_probability`), a folder written by
+`Dataset.save_to_disk`, or a dataset name for `datasets.load_dataset`, in the schema of `hyperseg.training.data`.
+Every `TrainingArguments` option works (`--num_train_epochs`, `--per_device_train_batch_size`, `--learning_rate`,
+`--resume_from_checkpoint`, ...).
 
 Defaults follow the original recipe: LoRA r=8, alpha=16 on the LLM's q / v projections, the new modules trained
 fully, SigLIP / Swin / projector frozen (`--train_mode full` trains everything), activation checkpointing, bf16 on

@@ -228,6 +228,29 @@ def referring_expression(shapes: list[Shape], target: int, rng: np.random.Genera
     return options[int(rng.integers(len(options)))] if options else None
 
 
+EXPRESSION_KINDS = ("shape", "colour and shape", "relation", "position")
+
+
+def expression_kind(text: str) -> str:
+    """
+    Which of `EXPRESSION_KINDS` a referring expression of `referring_expression` is: "the circle" (shape), "the red
+    circle" (colour and shape), "the red circle left of the blue square" (relation), "the red circle on the left"
+    (position, among look-alikes).
+    """
+    words = text.split()
+    if len(words) == 2 and words[0] == "the" and words[1] in SHAPES:
+        return "shape"
+    if len(words) >= 3 and words[0] == "the" and words[1] in COLORS and words[2] in SHAPES:
+        rest = " ".join(words[3:])
+        if not rest:
+            return "colour and shape"
+        if rest in ("on the left", "on the right", "at the top", "at the bottom"):
+            return "position"
+        if any(rest.startswith(f"{relation} the ") for relation in RELATIONS):
+            return "relation"
+    raise ValueError(f"{text!r} is not a referring expression of the synthetic shapes grammar")
+
+
 def _unique_targets(shapes: list[Shape]) -> list[int]:
     return [i for i, s in enumerate(shapes) if sum(o.description == s.description for o in shapes) == 1]
 
@@ -370,10 +393,12 @@ def synthetic_dataset(
 __all__ = [
     "COLORED_SHAPE_NAMES",
     "DUPLICATE_PROBABILITY",
+    "EXPRESSION_KINDS",
     "SHAPES_CLASS_NAMES",
     "SYNTHETIC_TASKS",
     "Scene",
     "Shape",
+    "expression_kind",
     "random_scene",
     "referring_expression",
     "synthetic_dataset",

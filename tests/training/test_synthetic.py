@@ -13,6 +13,7 @@ from hyperseg.training.synthetic import (
     SHAPES_CLASS_NAMES,
     STUFF,
     SYNTHETIC_TASKS,
+    expression_kind,
     random_scene,
     referring_expression,
     synthetic_dataset,
@@ -179,3 +180,21 @@ def test_duplicate_probability_controls_look_alike_scenes():
     assert look_alike_share(0.0) < 0.45  # chance alone: about a quarter of the scenes
     with pytest.raises(ValueError, match="duplicate_probability must lie in \\[0, 1\\], got 1.5"):
         synthetic_dataset(2, duplicate_probability=1.5)
+
+
+def test_every_referring_expression_has_a_kind():
+    rng = np.random.default_rng(1)
+    kinds = []
+    for _ in range(200):
+        shapes = list(random_scene(rng, 96, 96, duplicate_probability=0.6).shapes)
+        for target in range(len(shapes)):
+            expression = referring_expression(shapes, target, rng)
+            if expression is not None:
+                kinds.append(expression_kind(expression))
+                colour, _, relation, _, _, extreme = EXPRESSION.match(expression).groups()
+                expected = "colour and shape" if colour else "shape"
+                expected = "relation" if relation else "position" if extreme else expected
+                assert kinds[-1] == expected, expression
+    assert set(kinds) == {"shape", "colour and shape", "relation", "position"}
+    with pytest.raises(ValueError, match="'Which red object has no corners\\?' is not a referring expression"):
+        expression_kind("Which red object has no corners?")
