@@ -5,7 +5,8 @@
 The scenes come from `synthetic_dataset(num_samples, seed)`; training uses seed 0 (`finetune --synthetic_seed 0`),
 so the default seed 1 draws scenes the training never saw. Referring: the processor's top-1 mask per expression,
 scored with `hyperseg.evaluation`'s cIoU / gIoU. Panoptic: the processor's panoptic post-processing over
-`SHAPES_CLASS_NAMES` (stuff fused per class), scored with its PQ / SQ / RQ.
+`SHAPES_CLASS_NAMES` (stuff fused per class), scored with its PQ / SQ / RQ. Referring results are also broken down by
+kind of expression (`by_expression`).
 """
 
 import argparse
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from ..evaluation.metrics import compute_panoptic, compute_referring
 from ..modeling import HyperSegForUniversalSegmentation
 from ..processing import HyperSegProcessor
-from .synthetic import SHAPES, SHAPES_CLASS_NAMES, synthetic_dataset
+from .synthetic import EXPRESSION_KINDS, SHAPES, SHAPES_CLASS_NAMES, expression_kind, synthetic_dataset
 
 HELD_OUT_SEED = 1
 SHAPES_CATEGORIES = [{"id": index, "isthing": int(name in SHAPES)} for index, name in enumerate(SHAPES_CLASS_NAMES)]
@@ -35,9 +36,13 @@ def _batches(dataset, batch_size: int, description: str):
 def evaluate_referring(
     model, processor, num_samples: int = 100, seed: int = HELD_OUT_SEED, batch_size: int = 8
 ) -> dict:
-    """cIoU, gIoU and precision@k of the top-1 referring mask on `num_samples` held-out scenes."""
+    """
+    cIoU, gIoU and precision@k of the top-1 referring mask on `num_samples` held-out scenes; `by_expression` holds the
+    same metrics (and `samples`) per kind of expression (`EXPRESSION_KINDS`: shape, colour and shape, relation,
+    position).
+    """
     dataset = synthetic_dataset(num_samples, seed=seed, tasks=("referring",))
-    predictions, references = [], []
+    predictions, references, kinds = [], [], []
     for batch in _batches(dataset, batch_size, "referring"):
         inputs = processor(images=batch["image"], text=batch["text"], task="referring", return_tensors="pt")
         outputs = model(**inputs.to(model.device))
@@ -45,7 +50,15 @@ def evaluate_referring(
         results = processor.post_process_referring_segmentation(outputs, target_sizes=sizes)
         predictions += [result["mask"].cpu().numpy() for result in results]
         references += [np.isin(np.asarray(seg), ids) for seg, ids in zip(batch["segmentation"], batch["target_ids"])]
-    return compute_referring(predictions, references)
+        kinds += [expression_kind(text) for text in batch["text"]]
+    results = compute_referring(predictions, references)
+    results["by_expression"] = {}
+    for kind in EXPRESSION_KINDS:
+        members = [index for index, sample_kind in enumerate(kinds) if sample_kind == kind]
+        if members:
+            subset = compute_referring([predictions[i] for i in members], [references[i] for i in members])
+            results["by_expression"][kind] = {"samples": len(members), **subset}
+    return results
 
 
 @torch.no_grad()
