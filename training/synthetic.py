@@ -251,6 +251,11 @@ def expression_kind(text: str) -> str:
     raise ValueError(f"{text!r} is not a referring expression of the synthetic shapes grammar")
 
 
+def _check_duplicate_probability(duplicate_probability: float) -> None:
+    if not 0.0 <= duplicate_probability <= 1.0:
+        raise ValueError(f"duplicate_probability must lie in [0, 1], got {duplicate_probability}")
+
+
 def _unique_targets(shapes: list[Shape]) -> list[int]:
     return [i for i, s in enumerate(shapes) if sum(o.description == s.description for o in shapes) == 1]
 
@@ -289,8 +294,7 @@ def synthetic_example(
     """
     if task not in SYNTHETIC_TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; expected one of {', '.join(SYNTHETIC_TASKS)}")
-    if not 0.0 <= duplicate_probability <= 1.0:
-        raise ValueError(f"duplicate_probability must lie in [0, 1], got {duplicate_probability}")
+    _check_duplicate_probability(duplicate_probability)
     rng = np.random.default_rng([seed, index])
     video = task.endswith("_video")
     row = {
@@ -369,8 +373,7 @@ def synthetic_dataset(
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
-    if not 0.0 <= duplicate_probability <= 1.0:
-        raise ValueError(f"duplicate_probability must lie in [0, 1], got {duplicate_probability}")
+    _check_duplicate_probability(duplicate_probability)
     tasks = list(tasks)
     for task in tasks:
         if task not in SYNTHETIC_TASKS:

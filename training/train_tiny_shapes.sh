@@ -2,7 +2,8 @@
 # The commands that produced checkpoints/hyperseg-tiny-shapes (see model_cards/hyperseg-tiny-shapes.md):
 # a randomly initialised tiny HyperSeg, trained from scratch on synthetic referring + panoptic scenes by two DDP
 # processes on a 2-core CPU, then exported without its remote-code files.
-#   bash training/train_tiny_shapes.sh OUT      (OUT/init, OUT/trained, OUT/refined, OUT/export; copy OUT/export to checkpoints/)
+#   bash training/train_tiny_shapes.sh OUT
+# writes OUT/init, OUT/trained (stage 1), OUT/refined (stage 2) and OUT/export; copy OUT/export to checkpoints/
 set -euo pipefail
 OUT=${1:?usage: bash training/train_tiny_shapes.sh OUTPUT_DIR}
 # one thread per process: two processes on two cores (more threads only wait on each other)
