@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluation.metrics import compute_panoptic, compute_referring
+from ..evaluation.metrics import aggregate_referring, compute_panoptic, referring_sample_statistics
 from ..modeling import HyperSegForUniversalSegmentation
 from ..processing import HyperSegProcessor
 from .synthetic import EXPRESSION_KINDS, SHAPES, SHAPES_CLASS_NAMES, expression_kind, synthetic_dataset
@@ -42,22 +42,23 @@ def evaluate_referring(
     position).
     """
     dataset = synthetic_dataset(num_samples, seed=seed, tasks=("referring",))
-    predictions, references, kinds = [], [], []
+    records, kinds = [], []  # per sample: pixel counts, kind of expression
     for batch in _batches(dataset, batch_size, "referring"):
         inputs = processor(images=batch["image"], text=batch["text"], task="referring", return_tensors="pt")
         outputs = model(**inputs.to(model.device))
         sizes = [image.size[::-1] for image in batch["image"]]
-        results = processor.post_process_referring_segmentation(outputs, target_sizes=sizes)
-        predictions += [result["mask"].cpu().numpy() for result in results]
-        references += [np.isin(np.asarray(seg), ids) for seg, ids in zip(batch["segmentation"], batch["target_ids"])]
-        kinds += [expression_kind(text) for text in batch["text"]]
-    results = compute_referring(predictions, references)
+        segmented = processor.post_process_referring_segmentation(outputs, target_sizes=sizes)
+        masks = [result["mask"] for result in segmented]
+        for mask, segmentation, ids, text in zip(masks, batch["segmentation"], batch["target_ids"], batch["text"]):
+            reference = np.isin(np.asarray(segmentation), ids)
+            records.append(referring_sample_statistics(mask.cpu().numpy(), reference, index=len(records)))
+            kinds.append(expression_kind(text))
+    results = aggregate_referring(records)
     results["by_expression"] = {}
     for kind in EXPRESSION_KINDS:
-        members = [index for index, sample_kind in enumerate(kinds) if sample_kind == kind]
+        members = [record for record, sample_kind in zip(records, kinds) if sample_kind == kind]
         if members:
-            subset = compute_referring([predictions[i] for i in members], [references[i] for i in members])
-            results["by_expression"][kind] = {"samples": len(members), **subset}
+            results["by_expression"][kind] = {"samples": len(members), **aggregate_referring(members)}
     return results
 
 
